@@ -1,0 +1,70 @@
+"""Publishing outputs: where the finished files go and what URL each gets.
+
+A publisher receives local files with their relative names (the layout under
+`{upload id}/`) and returns each name's public URL. The local publisher is the
+embedded default; B2 is chosen when its settings are present (`make_publisher`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from upload_service.settings import Settings
+
+# (local file, relative name such as "hls/master.m3u8")
+PublishItem = tuple[Path, str]
+ProgressCallback = Callable[[float], None]  # percent 0..100
+
+
+class Publisher(Protocol):
+    def publish(
+        self, upload_id: str, items: list[PublishItem], on_progress: ProgressCallback
+    ) -> dict[str, str]:
+        """Make every item public (idempotent: safe to run again); name -> URL."""
+        ...
+
+
+class LocalPublisher:
+    """Files under `<data>/media/<id>/`, served by the server at `/media/<id>/`."""
+
+    def __init__(self, media_dir: Path, base_url: str | None = None) -> None:
+        self.media_dir = Path(media_dir)
+        self.base_url = (base_url or "").rstrip("/") + "/media"
+
+    def url(self, upload_id: str, name: str) -> str:
+        return f"{self.base_url}/{upload_id}/{name}"
+
+    def publish(
+        self, upload_id: str, items: list[PublishItem], on_progress: ProgressCallback
+    ) -> dict[str, str]:
+        total = sum(path.stat().st_size for path, _ in items) or 1
+        done = 0
+        # Build the whole tree beside the final one, then swap it in with one
+        # rename: a reader never sees half a publication.
+        final = self.media_dir / upload_id
+        staging = self.media_dir / f".{upload_id}.staging"
+        shutil.rmtree(staging, ignore_errors=True)
+        for path, name in items:
+            target = staging / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(path, target)  # same filesystem: no copy at all
+            except OSError:
+                shutil.copyfile(path, target)
+            done += path.stat().st_size
+            on_progress(100.0 * done / total)
+        old = self.media_dir / f".{upload_id}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            final.rename(old)
+        staging.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+        return {name: self.url(upload_id, name) for _, name in items}
+
+
+def make_publisher(settings: Settings) -> Publisher:
+    return LocalPublisher(settings.media_dir, settings.public_url)

@@ -1,0 +1,229 @@
+"""Shared fixtures: a private real Redis, settings on a temp dir, tokens, servers.
+
+Each test session starts its own `redis-server` on a free port (real Redis,
+nothing shared with other runs); `live_server` starts the real
+`upload-service serve` process on uvicorn.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from upload_service.app import Services, create_app
+from upload_service.cli import mint_token
+from upload_service.jobs import MemoryJobQueue
+from upload_service.settings import Settings
+
+TOKEN_SECRET = "test-secret-0123456789abcdef0123456789abcdef"
+API_KEY = "test-api-key"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), 0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout}s")
+
+
+@dataclass
+class RedisServer:
+    port: int
+    directory: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is required (installed by .ci/run)"
+        self.process = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+    def restart(self) -> None:
+        """Loses every key: Redis here keeps nothing on disk."""
+        self.stop()
+        self.start()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(free_port(), tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_server.url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, redis_server: RedisServer) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        redis_url=redis_server.url,
+        token_secret=TOKEN_SECRET,
+        api_key=API_KEY,
+        max_size=200 * 1024 * 1024,
+        log_json=False,
+    )
+
+
+@pytest.fixture
+def make_token() -> Callable[..., str]:
+    def make(sub: str = "user-1", secret: str = TOKEN_SECRET, **claims: Any) -> str:
+        return mint_token(secret, sub, **claims)
+
+    return make
+
+
+@pytest.fixture
+def jobs() -> MemoryJobQueue:
+    return MemoryJobQueue()
+
+
+@pytest.fixture
+async def client(settings: Settings, jobs: MemoryJobQueue) -> AsyncIterator[httpx.AsyncClient]:
+    """The ASGI app with real stores and Redis, and a recording job queue."""
+    services = Services.from_settings(settings, jobs=jobs)
+    app = create_app(settings, services)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        c.app = app  # type: ignore[attr-defined]
+        yield c
+    await services.redis.aclose()
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UPLOAD_", "WEBHOOK_", "B2_"))}
+    env.update(
+        UPLOAD_DATA_DIR=str(settings.data_dir),
+        REDIS_URL=settings.redis_url,
+        UPLOAD_TOKEN_SECRET=settings.token_secret or "",
+        UPLOAD_API_KEY=settings.api_key or "",
+        UPLOAD_MAX_SIZE=str(settings.max_size),
+        UPLOAD_EXPIRY=str(settings.expiry),
+        LOG_JSON="false",
+    )
+    if settings.webhook_url:
+        env["WEBHOOK_URL"] = settings.webhook_url
+    if settings.webhook_secret:
+        env["WEBHOOK_SECRET"] = settings.webhook_secret
+    return env
+
+
+@dataclass
+class LiveServer:
+    """`upload-service serve` in a child process: real uvicorn, killable for real."""
+
+    settings: Settings
+    port: int = field(default_factory=free_port)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> LiveServer:
+        env = settings_env(self.settings) | self.extra_env
+        self.log_path = self.settings.data_dir.parent / f"server-{self.port}.log"
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "upload_service.cli", "serve", "--port", str(self.port)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for_port(self.port)
+        return self
+
+    def kill(self) -> None:
+        assert self.process
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+@pytest.fixture
+def live_server(settings: Settings) -> Iterator[LiveServer]:
+    server = LiveServer(settings).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def server_factory(settings: Settings) -> Iterator[Callable[..., LiveServer]]:
+    servers: list[LiveServer] = []
+
+    def make(**extra_env: str) -> LiveServer:
+        server = LiveServer(settings, extra_env=extra_env).start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()

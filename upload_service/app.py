@@ -1,0 +1,196 @@
+"""create_app(settings) -> Starlette: routes, middleware, error responses."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import mimetypes
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from . import api
+from .auth import TokenClaims, bearer, decode_token, is_api_key
+from .errors import NotFound, ServiceError, Unauthorized
+from .jobs import DramatiqJobQueue, JobQueue
+from .lifecycle import ServiceHooks
+from .locks import Locker, RedisLocker
+from .logs import log_event, request_id
+from .middleware import MethodOverride, RequestContext
+from .settings import Settings
+from .status import StatusReader, StatusStore
+from .store import LocalStore, UploadStore
+from .store.base import UploadGone, UploadNotFound
+from .tus.handler import TusConfig, TusHandler
+from .tus.headers import TUS_HEADERS, TUS_VERSION
+
+log = logging.getLogger("upload_service.app")
+
+for _ext, _type in {
+    ".m3u8": "application/vnd.apple.mpegurl",
+    ".ts": "video/mp2t",
+    ".m4s": "video/iso.segment",
+    ".vtt": "text/vtt",
+    ".srt": "application/x-subrip",
+}.items():
+    mimetypes.add_type(_type, _ext)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: UploadStore
+    locker: Locker
+    status: StatusStore
+    reader: StatusReader
+    jobs: JobQueue
+    redis: AsyncRedis
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> Services:
+        redis = overrides.pop("redis", None) or AsyncRedis.from_url(settings.redis_url)
+        sync_redis = Redis.from_url(settings.redis_url)
+        parts: dict[str, Any] = {
+            "settings": settings,
+            "store": LocalStore(settings.uploads_dir),
+            "locker": RedisLocker(redis, ttl=settings.lock_ttl),
+            "status": StatusStore(settings.status_dir, sync_redis),
+            "reader": StatusReader(settings.status_dir, redis),
+            "jobs": DramatiqJobQueue.from_url(settings.redis_url),
+            "redis": redis,
+        }
+        parts.update(overrides)
+        return cls(**parts)
+
+
+def create_app(settings: Settings, services: Services | None = None) -> Starlette:
+    if not settings.token_secret:
+        raise SystemExit("UPLOAD_TOKEN_SECRET is not set: the server cannot check upload tokens")
+    secret = settings.token_secret
+    services = services or Services.from_settings(settings)
+    for directory in (settings.data_dir, settings.media_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def authenticate(request: Request) -> TokenClaims:
+        return decode_token(bearer(request.headers.get("authorization")), secret)
+
+    tus = TusHandler(
+        services.store,
+        services.locker,
+        TusConfig(
+            max_size=settings.max_size, expiry=settings.expiry, behind_proxy=settings.behind_proxy
+        ),
+        authenticate,
+        ServiceHooks(services.status, services.jobs, webhooks=bool(settings.webhook_url)),
+    )
+    status_api = api.StatusAPI(services)
+
+    async def download(request: Request) -> Response:
+        """GET /files/{id}: the owner (token) or the backend (API key)."""
+        token = bearer(request.headers.get("authorization"))
+        upload_id = request.path_params["upload_id"]
+        try:
+            info = await services.store.get(upload_id)
+        except (UploadNotFound, UploadGone):
+            raise NotFound(f"upload {upload_id} not found") from None
+        if not is_api_key(token, settings.api_key):
+            if token is None:
+                raise Unauthorized()
+            if decode_token(token, secret).sub != info.owner:
+                raise NotFound(f"upload {upload_id} not found")
+        return await tus.download(request, info)
+
+    async def upload_method(request: Request) -> Response:
+        handler = {
+            "HEAD": tus.head,
+            "PATCH": tus.patch,
+            "DELETE": tus.delete,
+            "OPTIONS": tus.options,
+        }[request.method]
+        if request.method == "HEAD" and "tus-resumable" not in request.headers:
+            return await download(request)  # a plain HEAD of the file, not tus
+        return await handler(request)
+
+    routes = [
+        Route("/files/", tus.create, methods=["POST"]),
+        Route("/files/", tus.options, methods=["OPTIONS"]),
+        Route("/files", tus.create, methods=["POST"]),
+        Route(
+            "/files/{upload_id}",
+            upload_method,
+            methods=["HEAD", "PATCH", "DELETE", "OPTIONS"],
+        ),
+        Route("/files/{upload_id}", download, methods=["GET"]),
+        Route("/v1/uploads", status_api.many, methods=["GET"]),
+        Route("/v1/uploads/{upload_id}", status_api.one, methods=["GET"]),
+        Route("/healthz", api.healthz, methods=["GET"]),
+        Route("/readyz", api.readyz, methods=["GET"]),
+        Route("/metrics", api.metrics, methods=["GET"]),
+        Mount("/media", StaticFiles(directory=settings.media_dir, check_dir=False), name="media"),
+    ]
+    exposed = [*TUS_HEADERS, "Location", "ETag", "X-Request-ID"]
+    middleware = [
+        Middleware(RequestContext),
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "If-None-Match", *TUS_HEADERS],
+            expose_headers=exposed,
+            max_age=86400,
+        ),
+        Middleware(MethodOverride),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        log_event(log, "server.started", data_dir=str(settings.data_dir))
+        yield
+        await services.redis.aclose()
+        log_event(log, "server.stopped")
+
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={ServiceError: service_error, Exception: internal_error},
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.state.tus = tus
+    return app
+
+
+async def service_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ServiceError)
+    headers = {"Tus-Resumable": TUS_VERSION, **exc.headers}
+    body = {"error": {"code": exc.code, "message": exc.message}}
+    if request.method == "HEAD":
+        return Response(status_code=exc.status, headers=headers)
+    return JSONResponse(body, status_code=exc.status, headers=headers)
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    log.error(
+        "http.internal_error",
+        exc_info=exc,
+        extra={"fields": {"path": request.url.path, "method": request.method}},
+    )
+    return JSONResponse(
+        {
+            "error": {
+                "code": "internal_error",
+                "message": f"internal error; quote request id {request_id.get()}",
+            }
+        },
+        status_code=500,
+    )

@@ -1,0 +1,257 @@
+"""`upload-service`: serve, worker, dev, token, sweep."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from urllib.parse import urlsplit
+
+from .settings import Settings
+
+
+def _parse_meta(pairs: list[str]) -> dict[str, object]:
+    meta: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--meta takes key=value, got {pair!r}")
+        meta[key] = int(value) if value.lstrip("-").isdigit() else value
+    return meta
+
+
+def mint_token(
+    secret: str,
+    sub: str,
+    ttl: int = 3600,
+    max_bytes: int | None = None,
+    kinds: list[str] | None = None,
+    meta: dict[str, object] | None = None,
+) -> str:
+    import jwt
+
+    claims: dict[str, object] = {"sub": sub, "exp": int(time.time()) + ttl, "iat": int(time.time())}
+    if max_bytes is not None:
+        claims["max_bytes"] = max_bytes
+    if kinds:
+        claims["kinds"] = kinds
+    if meta:
+        claims["meta"] = meta
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
+    import uvicorn
+
+    from . import logs
+
+    if not settings.token_secret:
+        raise SystemExit(
+            "UPLOAD_TOKEN_SECRET is not set: the server refuses to start without it "
+            "(`upload-service dev` makes one for you)"
+        )
+    logs.configure(settings.log_level, settings.log_json)
+    uvicorn.run(
+        "upload_service.asgi:app",
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=settings.behind_proxy,
+        forwarded_allow_ips="*" if settings.behind_proxy else None,
+        timeout_graceful_shutdown=args.graceful_timeout,
+        h11_max_incomplete_event_size=None,
+    )
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> None:
+    from dramatiq.cli import main as dramatiq_main
+    from dramatiq.cli import make_argument_parser
+
+    argv = [
+        "processors.actors",
+        "--processes",
+        str(args.processes),
+        "--threads",
+        str(args.threads),
+    ]
+    raise SystemExit(dramatiq_main(make_argument_parser().parse_args(argv)))
+
+
+def cmd_token(args: argparse.Namespace, settings: Settings) -> None:
+    if not settings.token_secret:
+        raise SystemExit("UPLOAD_TOKEN_SECRET is not set")
+    print(
+        mint_token(
+            settings.token_secret,
+            args.sub,
+            ttl=args.ttl,
+            max_bytes=args.max_bytes,
+            kinds=args.kind or None,
+            meta=_parse_meta(args.meta),
+        )
+    )
+
+
+def cmd_sweep(args: argparse.Namespace, settings: Settings) -> None:
+    from processors.sweeper import sweep_expired_uploads
+
+    removed = sweep_expired_uploads(settings)
+    print(f"swept {len(removed)} expired upload(s)")
+
+
+def _redis_answers(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), 1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cmd_dev(args: argparse.Namespace, settings: Settings) -> None:
+    """Everything on one machine: Redis if needed, a worker, the server."""
+    env = dict(os.environ)
+    children: list[subprocess.Popen[bytes]] = []
+    if not _redis_answers(settings.redis_url):
+        redis_server = shutil.which("redis-server")
+        if not redis_server:
+            raise SystemExit(
+                f"no Redis answers at {settings.redis_url} and redis-server is not installed"
+            )
+        port = _free_port()
+        redis_dir = tempfile.mkdtemp(prefix="upload-dev-redis-")
+        children.append(
+            subprocess.Popen(
+                [
+                    redis_server,
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    redis_dir,
+                ],
+                stdout=subprocess.DEVNULL,
+            )
+        )
+        env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+        for _ in range(50):
+            if _redis_answers(env["REDIS_URL"]):
+                break
+            time.sleep(0.1)
+        print(f"started a local Redis at {env['REDIS_URL']}")
+    secret_file = settings.data_dir / ".dev-secret"
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if not settings.token_secret:
+        if not secret_file.exists():
+            secret_file.write_text(secrets.token_urlsafe(32))
+        env["UPLOAD_TOKEN_SECRET"] = secret_file.read_text().strip()
+    env.setdefault("UPLOAD_API_KEY", settings.api_key or "dev-api-key")
+    env.setdefault("LOG_JSON", "false")
+    env["UPLOAD_DATA_DIR"] = str(settings.data_dir.resolve())
+    exe = [sys.executable, "-m", "upload_service.cli"]
+    children.append(
+        subprocess.Popen([*exe, "worker", "--processes", "1", "--threads", "2"], env=env)
+    )
+    children.append(
+        subprocess.Popen([*exe, "serve", "--host", args.host, "--port", str(args.port)], env=env)
+    )
+    token = mint_token(env["UPLOAD_TOKEN_SECRET"], "dev-user", ttl=7 * 24 * 3600)
+    base = f"http://{args.host}:{args.port}"
+    print(
+        f"\nupload page:   {base}/upload#token={token}\n"
+        f"tus endpoint:  {base}/files/\n"
+        f"status API:    {base}/v1/uploads/<id>  (Authorization: Bearer {env['UPLOAD_API_KEY']})\n"
+        f"upload token:  {token}\n"
+        f"data dir:      {env['UPLOAD_DATA_DIR']}\n",
+        flush=True,
+    )
+
+    def stop(*_: object) -> None:
+        for child in reversed(children):
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while all(child.poll() is None for child in children):
+        time.sleep(0.5)
+    stop()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="upload-service", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="the HTTP server (tus, status API, health, metrics)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    serve.add_argument(
+        "--graceful-timeout",
+        type=int,
+        default=10,
+        help="seconds for in-flight requests on shutdown",
+    )
+    serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("worker", help="Dramatiq workers running the processing pipeline")
+    worker.add_argument("--processes", type=int, default=1)
+    worker.add_argument("--threads", type=int, default=2)
+    worker.set_defaults(func=cmd_worker)
+
+    dev = sub.add_parser(
+        "dev", help="Redis (if none answers), a worker and the server, for trying it out"
+    )
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8000)
+    dev.set_defaults(func=cmd_dev)
+
+    token = sub.add_parser("token", help="mint an upload token with the configured secret")
+    token.add_argument("--sub", required=True, help="user id")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds the token is valid")
+    token.add_argument("--max-bytes", type=int, default=None)
+    token.add_argument(
+        "--kind", action="append", choices=["video", "audio"], help="allowed media kinds"
+    )
+    token.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE")
+    token.set_defaults(func=cmd_token)
+
+    sweep = sub.add_parser("sweep", help="remove expired unfinished uploads now")
+    sweep.set_defaults(func=cmd_sweep)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args, Settings.from_env())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Per-upload exclusive locks: Redis for real (shared by server processes), memory for tests.
+
+A second writer is refused at once (423) instead of queued: a tus client that
+gets 423 does HEAD and retries, and a queued PATCH could never match its offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from typing import Protocol
+
+from redis.asyncio import Redis
+
+from .errors import Locked
+
+# Delete the key only if it still holds our token: never release someone else's lock.
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+_EXTEND = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+
+class Locker(Protocol):
+    def lock(self, key: str) -> AbstractAsyncContextManager[None]: ...
+
+
+class MemoryLocker:
+    def __init__(self) -> None:
+        self._held: set[str] = set()
+
+    @asynccontextmanager
+    async def lock(self, key: str) -> AsyncIterator[None]:
+        if key in self._held:
+            raise Locked()
+        self._held.add(key)
+        try:
+            yield
+        finally:
+            self._held.discard(key)
+
+
+class RedisLocker:
+    """SET NX with a TTL, renewed while held, so a crashed holder frees it within the TTL."""
+
+    def __init__(self, redis: Redis, ttl: float = 30.0, prefix: str = "upload-lock:") -> None:
+        self.redis = redis
+        self.ttl_ms = int(ttl * 1000)
+        self.prefix = prefix
+
+    @asynccontextmanager
+    async def lock(self, key: str) -> AsyncIterator[None]:
+        key = self.prefix + key
+        token = secrets.token_hex(16)
+        if not await self.redis.set(key, token, nx=True, px=self.ttl_ms):
+            raise Locked()
+        renewer = asyncio.create_task(self._renew(key, token))
+        try:
+            yield
+        finally:
+            renewer.cancel()
+            with suppress(asyncio.CancelledError):
+                await renewer
+            await asyncio.shield(self.redis.eval(_RELEASE, 1, key, token))  # type: ignore[misc]
+
+    async def _renew(self, key: str, token: str) -> None:
+        while True:
+            await asyncio.sleep(self.ttl_ms / 3000)
+            await self.redis.eval(_EXTEND, 1, key, token, self.ttl_ms)  # type: ignore[misc]

@@ -1,0 +1,151 @@
+"""The service's settings: the only module that reads the environment.
+
+Every setting has an embedded default so that `upload-service dev` runs on a
+fresh machine; `serve` insists on a token secret (see `Settings.require_secret`).
+A `.env` file in the working directory may supply values; the real environment wins.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+GIB = 1024**3
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        key = key.strip().removeprefix("export ").strip()
+        values[key] = value.strip().strip("'\"")
+    return values
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"setting {name} must be an integer, got {raw!r}") from None
+
+
+def _bool(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _floats(env: dict[str, str], name: str, default: tuple[float, ...]) -> tuple[float, ...]:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        return tuple(float(part) for part in raw.split(",") if part.strip())
+    except ValueError:
+        raise SystemExit(f"setting {name} must be comma-separated seconds, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("./data")
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    token_secret: str | None = None
+    api_key: str | None = None
+    max_size: int = 10 * GIB
+    expiry: int = 7 * 24 * 3600
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    webhook_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
+    webhook_timeout: float = 15.0
+    # Behind a reverse proxy, X-Forwarded-Proto/-Host decide the Location URLs.
+    behind_proxy: bool = False
+    # Public base URL of published files; empty means "this server's /media/".
+    public_url: str | None = None
+    cors_origins: tuple[str, ...] = ("*",)
+    lock_ttl: int = 30
+    log_level: str = "INFO"
+    log_json: bool = True
+    # Processing
+    whisper_model: str | None = None
+    transcribe_language: str | None = None
+    transcribe: bool = True
+    keep_local: bool = False
+    # B2: publishing goes to B2 when key id, key and bucket are all set.
+    b2_key_id: str | None = None
+    b2_key: str | None = None
+    b2_bucket: str | None = None
+    b2_prefix: str = ""
+    b2_public_url: str | None = None
+    b2_realm: str = "production"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def status_dir(self) -> Path:
+        return self.data_dir / "status"
+
+    @property
+    def media_dir(self) -> Path:
+        return self.data_dir / "media"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.data_dir / "work"
+
+    @property
+    def b2_enabled(self) -> bool:
+        return bool(self.b2_key_id and self.b2_key and self.b2_bucket)
+
+    def with_changes(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(
+        cls, environ: dict[str, str] | None = None, dotenv: Path | None = None
+    ) -> Settings:
+        env = _read_dotenv(dotenv or Path(".env"))
+        env.update(os.environ if environ is None else environ)
+        return cls(
+            data_dir=Path(env.get("UPLOAD_DATA_DIR") or "./data"),
+            redis_url=env.get("REDIS_URL") or cls.redis_url,
+            token_secret=env.get("UPLOAD_TOKEN_SECRET") or None,
+            api_key=env.get("UPLOAD_API_KEY") or None,
+            max_size=_int(env, "UPLOAD_MAX_SIZE", cls.max_size),
+            expiry=_int(env, "UPLOAD_EXPIRY", cls.expiry),
+            webhook_url=env.get("WEBHOOK_URL") or None,
+            webhook_secret=env.get("WEBHOOK_SECRET") or None,
+            webhook_schedule=_floats(env, "WEBHOOK_RETRY_SCHEDULE", cls.webhook_schedule),
+            webhook_timeout=float(env.get("WEBHOOK_TIMEOUT") or cls.webhook_timeout),
+            behind_proxy=_bool(env, "UPLOAD_BEHIND_PROXY", False),
+            public_url=env.get("UPLOAD_PUBLIC_URL") or None,
+            cors_origins=tuple(
+                o.strip() for o in (env.get("UPLOAD_CORS_ORIGINS") or "*").split(",") if o.strip()
+            ),
+            lock_ttl=_int(env, "UPLOAD_LOCK_TTL", cls.lock_ttl),
+            log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
+            log_json=_bool(env, "LOG_JSON", True),
+            whisper_model=env.get("WHISPER_MODEL") or None,
+            transcribe_language=env.get("TRANSCRIBE_LANGUAGE") or None,
+            transcribe=_bool(env, "TRANSCRIBE", True),
+            keep_local=_bool(env, "KEEP_LOCAL_COPIES", False),
+            b2_key_id=env.get("B2_KEY_ID") or None,
+            b2_key=env.get("B2_APPLICATION_KEY") or None,
+            b2_bucket=env.get("B2_BUCKET") or None,
+            b2_prefix=(env.get("B2_PREFIX") or "").strip("/"),
+            b2_public_url=env.get("B2_PUBLIC_URL") or None,
+            b2_realm=env.get("B2_REALM") or "production",
+        )

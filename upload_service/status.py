@@ -1,0 +1,139 @@
+"""The status record: one schema (CONTRACT.md), written by the server and workers.
+
+Durable as a JSON file per upload under `<data>/status/`, cached in Redis so a
+poll is one round trip. The file is the truth: a Redis restart loses nothing,
+the next read refills the cache from disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+
+from .store.base import UploadInfo
+from .store.local import atomic_write_json
+
+STATES = ("uploading", "uploaded", "processing", "ready", "failed", "terminated", "expired")
+STAGES = ("probe", "transcode", "transcribe", "publish")
+CACHE_PREFIX = "upload-status:"
+CACHE_TTL = 7 * 24 * 3600
+
+Record = dict[str, Any]
+
+
+def iso(ts: float | None = None) -> str:
+    return datetime.fromtimestamp(ts or time.time(), UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def new_record(info: UploadInfo) -> Record:
+    now = iso(info.created_at)
+    return {
+        "id": info.id,
+        "owner": info.owner,
+        "state": "uploaded" if info.finished else "uploading",
+        "offset": info.offset,
+        "length": info.length,
+        "metadata": info.metadata,
+        "meta": info.meta,
+        "progress": None,
+        "media": None,
+        "outputs": {},
+        "error": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def encode(record: Record) -> bytes:
+    return json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
+
+
+def etag_of(body: bytes) -> str:
+    return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+
+
+class StatusStore:
+    """Synchronous writer and reader, for workers and (through threads) the server."""
+
+    def __init__(self, directory: Path, redis: Redis | None) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.redis = redis
+
+    def _path(self, upload_id: str) -> Path:
+        return self.directory / f"{upload_id}.json"
+
+    def get(self, upload_id: str) -> Record | None:
+        if self.redis is not None:
+            cached = self.redis.get(CACHE_PREFIX + upload_id)
+            if cached:
+                return json.loads(cached)  # type: ignore[arg-type]
+        return self._load(upload_id)
+
+    def _load(self, upload_id: str) -> Record | None:
+        try:
+            body = self._path(upload_id).read_bytes()
+        except (FileNotFoundError, OSError):
+            return None
+        if self.redis is not None:
+            self.redis.set(CACHE_PREFIX + upload_id, body, ex=CACHE_TTL)
+        return json.loads(body)
+
+    def put(self, record: Record) -> Record:
+        record["updated_at"] = iso()
+        atomic_write_json(self._path(record["id"]), record)
+        if self.redis is not None:
+            self.redis.set(CACHE_PREFIX + record["id"], encode(record), ex=CACHE_TTL)
+        return record
+
+    def update(self, upload_id: str, **changes: Any) -> Record:
+        record = self._load(upload_id)  # the file, not the cache: it is the truth
+        if record is None:
+            raise KeyError(upload_id)
+        record.update(changes)
+        return self.put(record)
+
+    def forget_cache(self, upload_id: str) -> None:
+        if self.redis is not None:
+            self.redis.delete(CACHE_PREFIX + upload_id)
+
+
+class StatusReader:
+    """The API's read path: one async Redis round trip, the file on a miss."""
+
+    def __init__(self, directory: Path, redis: AsyncRedis) -> None:
+        self.directory = Path(directory)
+        self.redis = redis
+
+    async def get_raw(self, upload_id: str) -> bytes | None:
+        body = await self.redis.get(CACHE_PREFIX + upload_id)
+        return body if body else await self._from_disk(upload_id)
+
+    async def get_many_raw(self, ids: list[str]) -> list[bytes]:
+        if not ids:
+            return []
+        bodies = await self.redis.mget([CACHE_PREFIX + i for i in ids])
+        found = []
+        for upload_id, body in zip(ids, bodies, strict=True):
+            body = body or await self._from_disk(upload_id)
+            if body:
+                found.append(body)
+        return found
+
+    async def _from_disk(self, upload_id: str) -> bytes | None:
+        path = self.directory / f"{upload_id}.json"
+        try:
+            record = json.loads(await anyio.to_thread.run_sync(path.read_bytes))
+        except (FileNotFoundError, OSError, ValueError):
+            return None
+        body = encode(record)
+        await self.redis.set(CACHE_PREFIX + upload_id, body, ex=CACHE_TTL)
+        return body

@@ -1,0 +1,233 @@
+"""Local-disk store: `<dir>/<id>` holds the bytes, `<id>.info` a small JSON record.
+
+Crash safety comes from the layout, not from bookkeeping: the offset is the
+data file's size, so whatever `write(2)` accepted before a SIGKILL is exactly
+what HEAD reports after a restart. The info record changes rarely and is always
+replaced atomically (write a temp file, rename). A checksummed chunk first
+records where it started so that a crash mid-chunk rolls it back on next read.
+
+Every file operation runs in a worker thread; the event loop only moves buffers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+
+from .base import ChecksumMismatch, Digest, UploadGone, UploadInfo, UploadNotFound
+
+# Chunks from the socket are gathered up to this size, then written with one
+# writev() in a thread while the next batch is read: bounded memory, few hops.
+WRITE_BATCH = 1024 * 1024
+READ_BLOCK = 256 * 1024
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+def atomic_write_json(path: Path, data: object) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, separators=(",", ":"))
+    os.replace(tmp, path)
+
+
+class LocalStore:
+    def __init__(self, directory: Path | str) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    # -- paths -------------------------------------------------------------
+    def _data(self, upload_id: str) -> Path:
+        if not _SAFE_ID.match(upload_id):
+            raise UploadNotFound(upload_id)
+        return self.directory / upload_id
+
+    def _info(self, upload_id: str) -> Path:
+        return self._data(upload_id).with_name(f"{upload_id}.info")
+
+    def path(self, upload_id: str) -> str | None:
+        return str(self._data(upload_id))
+
+    # -- sync helpers (run in threads) -------------------------------------
+    def _read(self, upload_id: str) -> UploadInfo:
+        try:
+            info = UploadInfo.from_json(json.loads(self._info(upload_id).read_text()))
+        except FileNotFoundError:
+            raise UploadNotFound(upload_id) from None
+        if info.expired:
+            raise UploadGone(upload_id)
+        data = self._data(upload_id)
+        if info.verifying_from is not None:
+            # The process died while a checksummed chunk was arriving: its
+            # digest was never compared, so none of it may count.
+            os.truncate(data, info.verifying_from)
+            info.verifying_from = None
+            atomic_write_json(self._info(upload_id), info.to_json())
+        st = os.stat(data)
+        info.offset = st.st_size
+        info.updated_at = max(info.updated_at, st.st_mtime)
+        return info
+
+    def _save(self, info: UploadInfo) -> None:
+        atomic_write_json(self._info(info.id), info.to_json())
+
+    def _create(self, info: UploadInfo) -> None:
+        # O_EXCL: ids are random, but never overwrite an existing upload.
+        fd = os.open(self._data(info.id), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        os.close(fd)
+        self._save(info)
+
+    # -- protocol ----------------------------------------------------------
+    async def create(self, info: UploadInfo) -> None:
+        await anyio.to_thread.run_sync(self._create, info)
+
+    async def get(self, upload_id: str) -> UploadInfo:
+        return await anyio.to_thread.run_sync(self._read, upload_id)
+
+    async def save(self, info: UploadInfo) -> None:
+        await anyio.to_thread.run_sync(self._save, info)
+
+    async def write(
+        self,
+        info: UploadInfo,
+        chunks: AsyncIterator[bytes],
+        limit: int,
+        checksum: tuple[Digest, bytes] | None = None,
+    ) -> int:
+        start = info.offset
+        if checksum is not None:
+            info.verifying_from = start
+            await self.save(info)
+        fd = await anyio.to_thread.run_sync(self._open_for_append, info.id, start)
+        written = 0
+        digest = checksum[0] if checksum else None
+        try:
+            batch: list[bytes] = []
+            batch_size = 0
+            async for chunk in chunks:
+                if not chunk:
+                    continue
+                room = limit - written - batch_size
+                if len(chunk) > room:
+                    chunk = chunk[:room]
+                batch.append(chunk)
+                batch_size += len(chunk)
+                if batch_size >= WRITE_BATCH:
+                    written += await anyio.to_thread.run_sync(_write_all, fd, batch, digest)
+                    batch, batch_size = [], 0
+                if written + batch_size >= limit:
+                    break
+            if batch:
+                written += await anyio.to_thread.run_sync(_write_all, fd, batch, digest)
+        except BaseException:
+            # A dropped connection or a shutdown keeps what arrived, except for
+            # a checksummed chunk, which is all or nothing. Shielded: a cancelled
+            # request must still close its file.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(
+                    self._finish_write, fd, info, start, checksum is not None
+                )
+            raise
+        if checksum is not None and checksum[0].digest() != checksum[1]:
+            await anyio.to_thread.run_sync(self._finish_write, fd, info, start, True)
+            raise ChecksumMismatch()
+        await anyio.to_thread.run_sync(self._finish_write, fd, info, start, False)
+        return start + written
+
+    def _open_for_append(self, upload_id: str, offset: int) -> int:
+        fd = os.open(self._data(upload_id), os.O_WRONLY)
+        os.lseek(fd, offset, os.SEEK_SET)
+        return fd
+
+    def _finish_write(self, fd: int, info: UploadInfo, start: int, rollback: bool) -> None:
+        try:
+            if rollback:
+                os.ftruncate(fd, start)
+        finally:
+            os.close(fd)
+        if info.verifying_from is not None:
+            info.verifying_from = None
+            self._save(info)
+
+    async def terminate(self, upload_id: str) -> None:
+        def remove() -> None:
+            for p in (self._data(upload_id), self._info(upload_id)):
+                p.unlink(missing_ok=True)
+
+        await anyio.to_thread.run_sync(remove)
+
+    async def expire(self, upload_id: str) -> None:
+        def sweep() -> None:
+            info = UploadInfo.from_json(json.loads(self._info(upload_id).read_text()))
+            info.expired = True
+            self._save(info)
+            self._data(upload_id).unlink(missing_ok=True)
+
+        await anyio.to_thread.run_sync(sweep)
+
+    async def concatenate(self, final: UploadInfo, parts: list[UploadInfo]) -> None:
+        def join() -> int:
+            with open(self._data(final.id), "wb") as out:
+                for part in parts:
+                    with open(self._data(part.id), "rb") as src:
+                        _copy_file(src.fileno(), out.fileno(), part.offset)
+            return sum(p.offset for p in parts)
+
+        total = await anyio.to_thread.run_sync(join)
+        final.length = final.offset = total
+        await self.save(final)
+
+    async def list_ids(self) -> list[str]:
+        def scan() -> list[str]:
+            return [p.name[: -len(".info")] for p in self.directory.glob("*.info")]
+
+        return await anyio.to_thread.run_sync(scan)
+
+    async def last_change(self, upload_id: str) -> float:
+        return (await self.get(upload_id)).updated_at
+
+    async def open_range(self, upload_id: str, start: int, end: int) -> AsyncIterator[bytes]:
+        f = await anyio.to_thread.run_sync(open, self._data(upload_id), "rb")
+        try:
+            await anyio.to_thread.run_sync(f.seek, start)
+            remaining = end - start
+            while remaining > 0:
+                block = await anyio.to_thread.run_sync(f.read, min(READ_BLOCK, remaining))
+                if not block:
+                    break
+                remaining -= len(block)
+                yield block
+        finally:
+            await anyio.to_thread.run_sync(f.close)
+
+
+def _write_all(fd: int, batch: list[bytes], digest: Digest | None) -> int:
+    if digest is not None:
+        for chunk in batch:  # hashlib releases the GIL on large buffers
+            digest.update(chunk)
+    total = sum(len(c) for c in batch)
+    done = os.writev(fd, batch)
+    if done < total:  # rare short write: finish it byte-exactly
+        rest = b"".join(batch)[done:]
+        while rest:
+            n = os.write(fd, rest)
+            rest = rest[n:]
+    return total
+
+
+def _copy_file(src: int, dst: int, count: int) -> None:
+    # copy_file_range keeps the bytes in the kernel: no trip through Python memory.
+    remaining = count
+    while remaining > 0:
+        try:
+            n = os.copy_file_range(src, dst, min(remaining, 1 << 30))
+        except OSError:
+            n = os.sendfile(dst, src, None, min(remaining, 1 << 30))
+        if n == 0:
+            raise OSError("source ended early during concatenation")
+        remaining -= n
