@@ -10,6 +10,12 @@ from upload_service.settings import Settings
 
 def setup_broker(settings: Settings | None = None) -> dramatiq.Broker:
     settings = settings or Settings.from_env()
-    broker = RedisBroker(url=settings.redis_url)
+    # A worker that stops heartbeating (SIGKILL, a lost machine) has its unacked
+    # messages requeued by the next maintenance pass of any live worker.
+    broker = RedisBroker(
+        url=settings.redis_url,
+        heartbeat_timeout=int(settings.worker_heartbeat_timeout * 1000),
+        maintenance_chance=settings.worker_maintenance_chance,
+    )
     dramatiq.set_broker(broker)
     return broker

@@ -67,4 +67,8 @@ class LocalPublisher:
 
 
 def make_publisher(settings: Settings) -> Publisher:
+    if settings.b2_enabled:
+        from .b2 import B2Publisher  # b2sdk only where B2 is configured
+
+        return B2Publisher.from_settings(settings)
     return LocalPublisher(settings.media_dir, settings.public_url)

@@ -10,7 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
+from redis.asyncio import BlockingConnectionPool
 from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -19,9 +23,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from . import api
+from . import api, page, webhooks_api
 from .auth import TokenClaims, bearer, decode_token, is_api_key
-from .errors import NotFound, ServiceError, Unauthorized
+from .errors import NotFound, ServiceError
 from .jobs import DramatiqJobQueue, JobQueue
 from .lifecycle import ServiceHooks
 from .locks import Locker, RedisLocker
@@ -31,6 +35,7 @@ from .settings import Settings
 from .status import StatusReader, StatusStore
 from .store import LocalStore, UploadStore
 from .store.base import UploadGone, UploadNotFound
+from .tus.draft import DRAFT_HEADERS, DraftHandler
 from .tus.handler import TusConfig, TusHandler
 from .tus.headers import TUS_HEADERS, TUS_VERSION
 
@@ -58,8 +63,21 @@ class Services:
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> Services:
-        redis = overrides.pop("redis", None) or AsyncRedis.from_url(settings.redis_url)
-        sync_redis = Redis.from_url(settings.redis_url)
+        # A blocking pool: past its size a request waits for a connection instead
+        # of failing (the default pool raised "Too many connections" at 200 pollers).
+        # Retries: after a Redis restart every pooled connection is stale; one
+        # reconnect-and-retry turns that into a short pause instead of 500s.
+        redis = overrides.pop("redis", None) or AsyncRedis.from_pool(
+            BlockingConnectionPool.from_url(
+                settings.redis_url,
+                max_connections=64,
+                timeout=10,
+                retry=AsyncRetry(ExponentialBackoff(cap=1.0, base=0.05), 3),
+            )
+        )
+        sync_redis = Redis.from_url(
+            settings.redis_url, retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3)
+        )
         parts: dict[str, Any] = {
             "settings": settings,
             "store": LocalStore(settings.uploads_dir),
@@ -93,21 +111,22 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         authenticate,
         ServiceHooks(services.status, services.jobs, webhooks=bool(settings.webhook_url)),
     )
+    draft = DraftHandler(tus)  # IETF resumable uploads, on the same endpoints
     status_api = api.StatusAPI(services)
+    webhook_api = webhooks_api.WebhooksAPI(services)
 
     async def download(request: Request) -> Response:
         """GET /files/{id}: the owner (token) or the backend (API key)."""
         token = bearer(request.headers.get("authorization"))
         upload_id = request.path_params["upload_id"]
+        # Credentials first: without them, a missing and an existing upload look alike.
+        owner = None if is_api_key(token, settings.api_key) else decode_token(token, secret).sub
         try:
             info = await services.store.get(upload_id)
         except (UploadNotFound, UploadGone):
             raise NotFound(f"upload {upload_id} not found") from None
-        if not is_api_key(token, settings.api_key):
-            if token is None:
-                raise Unauthorized()
-            if decode_token(token, secret).sub != info.owner:
-                raise NotFound(f"upload {upload_id} not found")
+        if owner is not None and owner != info.owner:
+            raise NotFound(f"upload {upload_id} not found")
         return await tus.download(request, info)
 
     async def upload_method(request: Request) -> Response:
@@ -122,30 +141,43 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         return await handler(request)
 
     routes = [
-        Route("/files/", tus.create, methods=["POST"]),
-        Route("/files/", tus.options, methods=["OPTIONS"]),
-        Route("/files", tus.create, methods=["POST"]),
+        Route("/files/", draft.or_else(tus.create), methods=["POST"]),
+        Route("/files/", draft.or_else(tus.options), methods=["OPTIONS"]),
+        Route("/files", draft.or_else(tus.create), methods=["POST"]),
         Route(
             "/files/{upload_id}",
-            upload_method,
+            draft.or_else(upload_method),
             methods=["HEAD", "PATCH", "DELETE", "OPTIONS"],
         ),
         Route("/files/{upload_id}", download, methods=["GET"]),
         Route("/v1/uploads", status_api.many, methods=["GET"]),
         Route("/v1/uploads/{upload_id}", status_api.one, methods=["GET"]),
+        Route("/v1/uploads/{upload_id}/events", webhook_api.events, methods=["GET"]),
+        Route(
+            "/v1/uploads/{upload_id}/events/{event_id}/resend",
+            webhook_api.resend,
+            methods=["POST"],
+        ),
         Route("/healthz", api.healthz, methods=["GET"]),
         Route("/readyz", api.readyz, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),
+        *page.routes,  # GET /upload: the browser upload page
         Mount("/media", StaticFiles(directory=settings.media_dir, check_dir=False), name="media"),
     ]
-    exposed = [*TUS_HEADERS, "Location", "ETag", "X-Request-ID"]
+    exposed = [*TUS_HEADERS, *DRAFT_HEADERS, "Location", "ETag", "X-Request-ID"]
     middleware = [
         Middleware(RequestContext),
         Middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "If-None-Match", *TUS_HEADERS],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "If-None-Match",
+                *TUS_HEADERS,
+                *DRAFT_HEADERS,
+            ],
             expose_headers=exposed,
             max_age=86400,
         ),
@@ -156,6 +188,9 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         log_event(log, "server.started", data_dir=str(settings.data_dir))
         yield
+        # uvicorn cancels requests still running past its grace period, then
+        # lands here: give them a moment to record their offset and unlock.
+        await tus.drain(grace=5)
         await services.redis.aclose()
         log_event(log, "server.stopped")
 

@@ -67,9 +67,9 @@ class RedisLocker:
             renewer.cancel()
             with suppress(asyncio.CancelledError):
                 await renewer
-            await asyncio.shield(self.redis.eval(_RELEASE, 1, key, token))  # type: ignore[misc]
+            await asyncio.shield(self.redis.eval(_RELEASE, 1, key, token))
 
     async def _renew(self, key: str, token: str) -> None:
         while True:
             await asyncio.sleep(self.ttl_ms / 3000)
-            await self.redis.eval(_EXTEND, 1, key, token, self.ttl_ms)  # type: ignore[misc]
+            await self.redis.eval(_EXTEND, 1, key, token, self.ttl_ms)

@@ -64,6 +64,8 @@ class Settings:
     api_key: str | None = None
     max_size: int = 10 * GIB
     expiry: int = 7 * 24 * 3600
+    # Seconds between two runs of the periodic `sweep_expired` worker task.
+    sweep_interval: int = 3600
     webhook_url: str | None = None
     webhook_secret: str | None = None
     webhook_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
@@ -81,6 +83,16 @@ class Settings:
     transcribe_language: str | None = None
     transcribe: bool = True
     keep_local: bool = False
+    # Pipeline reliability: ffmpeg gets max(min, factor x media duration) seconds;
+    # transient failures are retried with exponential backoff from min_backoff.
+    transcode_timeout_factor: float = 10.0
+    transcode_timeout_min: float = 600.0
+    process_max_retries: int = 5
+    process_min_backoff: float = 10.0
+    # Redis broker: a worker silent this long is dead and its messages are requeued
+    # by a maintenance pass, which runs on this many broker commands per million.
+    worker_heartbeat_timeout: float = 60.0
+    worker_maintenance_chance: int = 1000
     # B2: publishing goes to B2 when key id, key and bucket are all set.
     b2_key_id: str | None = None
     b2_key: str | None = None
@@ -88,6 +100,9 @@ class Settings:
     b2_prefix: str = ""
     b2_public_url: str | None = None
     b2_realm: str = "production"
+    # Large files go up in parts of at least this many bytes (B2 minimum: 5 MB).
+    b2_part_size: int = 100 * 1024 * 1024
+    b2_upload_threads: int = 4
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -126,6 +141,7 @@ class Settings:
             api_key=env.get("UPLOAD_API_KEY") or None,
             max_size=_int(env, "UPLOAD_MAX_SIZE", cls.max_size),
             expiry=_int(env, "UPLOAD_EXPIRY", cls.expiry),
+            sweep_interval=_int(env, "UPLOAD_SWEEP_INTERVAL", cls.sweep_interval),
             webhook_url=env.get("WEBHOOK_URL") or None,
             webhook_secret=env.get("WEBHOOK_SECRET") or None,
             webhook_schedule=_floats(env, "WEBHOOK_RETRY_SCHEDULE", cls.webhook_schedule),
@@ -142,10 +158,26 @@ class Settings:
             transcribe_language=env.get("TRANSCRIBE_LANGUAGE") or None,
             transcribe=_bool(env, "TRANSCRIBE", True),
             keep_local=_bool(env, "KEEP_LOCAL_COPIES", False),
+            transcode_timeout_factor=float(
+                env.get("TRANSCODE_TIMEOUT_FACTOR") or cls.transcode_timeout_factor
+            ),
+            transcode_timeout_min=float(
+                env.get("TRANSCODE_TIMEOUT_MIN") or cls.transcode_timeout_min
+            ),
+            process_max_retries=_int(env, "PROCESS_MAX_RETRIES", cls.process_max_retries),
+            process_min_backoff=float(env.get("PROCESS_MIN_BACKOFF") or cls.process_min_backoff),
+            worker_heartbeat_timeout=float(
+                env.get("WORKER_HEARTBEAT_TIMEOUT") or cls.worker_heartbeat_timeout
+            ),
+            worker_maintenance_chance=_int(
+                env, "WORKER_MAINTENANCE_CHANCE", cls.worker_maintenance_chance
+            ),
             b2_key_id=env.get("B2_KEY_ID") or None,
             b2_key=env.get("B2_APPLICATION_KEY") or None,
             b2_bucket=env.get("B2_BUCKET") or None,
             b2_prefix=(env.get("B2_PREFIX") or "").strip("/"),
             b2_public_url=env.get("B2_PUBLIC_URL") or None,
             b2_realm=env.get("B2_REALM") or "production",
+            b2_part_size=_int(env, "B2_PART_SIZE", cls.b2_part_size),
+            b2_upload_threads=_int(env, "B2_UPLOAD_THREADS", cls.b2_upload_threads),
         )

@@ -12,7 +12,7 @@ import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio.to_thread
 from redis import Redis
@@ -75,7 +75,7 @@ class StatusStore:
         if self.redis is not None:
             cached = self.redis.get(CACHE_PREFIX + upload_id)
             if cached:
-                return json.loads(cached)  # type: ignore[arg-type]
+                return json.loads(cached)
         return self._load(upload_id)
 
     def _load(self, upload_id: str) -> Record | None:
@@ -114,16 +114,16 @@ class StatusReader:
         self.redis = redis
 
     async def get_raw(self, upload_id: str) -> bytes | None:
-        body = await self.redis.get(CACHE_PREFIX + upload_id)
+        body = cast(bytes | None, await self.redis.get(CACHE_PREFIX + upload_id))
         return body if body else await self._from_disk(upload_id)
 
     async def get_many_raw(self, ids: list[str]) -> list[bytes]:
         if not ids:
             return []
-        bodies = await self.redis.mget([CACHE_PREFIX + i for i in ids])
-        found = []
-        for upload_id, body in zip(ids, bodies, strict=True):
-            body = body or await self._from_disk(upload_id)
+        bodies = cast(list[bytes | None], await self.redis.mget([CACHE_PREFIX + i for i in ids]))
+        found: list[bytes] = []
+        for upload_id, cached in zip(ids, bodies, strict=True):
+            body = cached or await self._from_disk(upload_id)
             if body:
                 found.append(body)
         return found

@@ -11,6 +11,8 @@ Every file operation runs in a worker thread; the event loop only moves buffers.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import re
@@ -23,7 +25,8 @@ import anyio.to_thread
 from .base import ChecksumMismatch, Digest, UploadGone, UploadInfo, UploadNotFound
 
 # Chunks from the socket are gathered up to this size, then written with one
-# writev() in a thread while the next batch is read: bounded memory, few hops.
+# writev() in a thread while the next batch is read (see _BatchWriter): memory
+# stays at about two batches per upload, and there are few thread hops.
 WRITE_BATCH = 1024 * 1024
 READ_BLOCK = 256 * 1024
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -104,40 +107,49 @@ class LocalStore:
             info.verifying_from = start
             await self.save(info)
         fd = await anyio.to_thread.run_sync(self._open_for_append, info.id, start)
-        written = 0
-        digest = checksum[0] if checksum else None
+        writer = _BatchWriter(fd, checksum[0] if checksum else None)
+        queued = 0  # bytes handed to the writer, written or in flight
         try:
             batch: list[bytes] = []
             batch_size = 0
             async for chunk in chunks:
                 if not chunk:
                     continue
-                room = limit - written - batch_size
+                room = limit - queued - batch_size
                 if len(chunk) > room:
                     chunk = chunk[:room]
                 batch.append(chunk)
                 batch_size += len(chunk)
                 if batch_size >= WRITE_BATCH:
-                    written += await anyio.to_thread.run_sync(_write_all, fd, batch, digest)
+                    await writer.submit(batch)
+                    queued += batch_size
                     batch, batch_size = [], 0
-                if written + batch_size >= limit:
+                if queued + batch_size >= limit:
                     break
             if batch:
-                written += await anyio.to_thread.run_sync(_write_all, fd, batch, digest)
+                await writer.submit(batch)
+                batch = []
+            await writer.drain()
         except BaseException:
             # A dropped connection or a shutdown keeps what arrived, except for
             # a checksummed chunk, which is all or nothing. Shielded: a cancelled
-            # request must still close its file.
+            # request must still let its last write land and close its file.
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(
-                    self._finish_write, fd, info, start, checksum is not None
-                )
+                try:
+                    with contextlib.suppress(Exception):
+                        if batch and checksum is None:
+                            await writer.submit(batch)  # arrived, not yet written: keep it
+                        await writer.drain()
+                finally:
+                    await anyio.to_thread.run_sync(
+                        self._finish_write, fd, info, start, checksum is not None
+                    )
             raise
         if checksum is not None and checksum[0].digest() != checksum[1]:
             await anyio.to_thread.run_sync(self._finish_write, fd, info, start, True)
             raise ChecksumMismatch()
         await anyio.to_thread.run_sync(self._finish_write, fd, info, start, False)
-        return start + written
+        return start + writer.written
 
     def _open_for_append(self, upload_id: str, offset: int) -> int:
         fd = os.open(self._data(upload_id), os.O_WRONLY)
@@ -204,6 +216,39 @@ class LocalStore:
                 yield block
         finally:
             await anyio.to_thread.run_sync(f.close)
+
+
+class _BatchWriter:
+    """Writes batches in a worker thread, one at a time, while the caller reads the next.
+
+    Double buffering: the socket is read into batch N+1 while batch N is being
+    written, so reading and writing overlap instead of taking turns; memory stays
+    bounded at two batches because `submit` first waits for the write in flight.
+    """
+
+    def __init__(self, fd: int, digest: Digest | None) -> None:
+        self.fd = fd
+        self.digest = digest
+        self.written = 0
+        self._pending: asyncio.Task[int] | None = None
+
+    async def submit(self, batch: list[bytes]) -> None:
+        await self.drain()
+        # A task of its own, not a child of the request: cancelling the request
+        # must not abandon a write that is already running in its thread.
+        self._pending = asyncio.ensure_future(
+            anyio.to_thread.run_sync(_write_all, self.fd, batch, self.digest)
+        )
+
+    async def drain(self) -> None:
+        pending = self._pending
+        if pending is None:
+            return
+        try:
+            self.written += await asyncio.shield(pending)
+        finally:
+            if pending.done():  # not when only our wait was cancelled
+                self._pending = None
 
 
 def _write_all(fd: int, batch: list[bytes], digest: Digest | None) -> int:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import anyio
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
@@ -69,6 +71,25 @@ class TusHandler:
         self.config = config
         self.authenticate = authenticate
         self.hooks = hooks or NoHooks()
+        self._writes = 0  # requests streaming a body into the store right now
+        self._idle: anyio.Event | None = None  # set when _writes drops to 0 during drain()
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[None]:
+        self._writes += 1
+        try:
+            yield
+        finally:
+            self._writes -= 1
+            if self._writes == 0 and self._idle is not None:
+                self._idle.set()
+
+    async def drain(self, grace: float) -> None:
+        """On shutdown: let cancelled writes record their offset and release their lock."""
+        if self._writes:
+            self._idle = anyio.Event()
+            with anyio.move_on_after(grace):
+                await self._idle.wait()
 
     # -- helpers -----------------------------------------------------------
     def _headers(self, **extra: str) -> dict[str, str]:
@@ -179,14 +200,19 @@ class TusHandler:
         if has_body and headers.get("content-type") != OFFSET_CONTENT_TYPE:
             raise UnsupportedContentType()
         checksum = self._checksum(request) if has_body else None
+        if has_body:
+            _check_room(request, (length if length is not None else limit) - info.offset)
         await self.store.create(info)
         await self.hooks.created(info)
         response_headers = self._headers(Location=self.location(request, info.id))
         if has_body:
-            async with self.locker.lock(info.id):
+            async with self._writing(), self.locker.lock(info.id):
                 info = await self.store.get(info.id)
                 await self._write(request, info, limit, checksum)
             response_headers["Upload-Offset"] = str(info.offset)
+        elif info.finished:
+            # A zero-length upload is complete at creation: no PATCH will follow.
+            await self.hooks.finished(info)
         response_headers.update(self._expiry_headers(info))
         return Response(status_code=201, headers=response_headers)
 
@@ -239,7 +265,7 @@ class TusHandler:
         offset = parse_offset(request.headers.get("upload-offset"))
         checksum = self._checksum(request)
         upload_id = request.path_params["upload_id"]
-        async with self.locker.lock(upload_id):
+        async with self._writing(), self.locker.lock(upload_id):
             info = await self.load(upload_id, claims)
             if info.concat == "final":
                 raise Forbidden("a final concatenation cannot be patched")
@@ -248,8 +274,9 @@ class TusHandler:
                     f"Upload-Offset is {offset} but the upload is at {info.offset}",
                     headers={"Upload-Offset": str(info.offset)},
                 )
+            was_finished = info.finished
             await self._declare_length(request, info, self._limit(claims))
-            await self._write(request, info, self._limit(claims), checksum)
+            await self._write(request, info, self._limit(claims), checksum, was_finished)
         headers = self._headers(**{"Upload-Offset": str(info.offset)})
         headers.update(self._expiry_headers(info))
         return Response(status_code=204, headers=headers)
@@ -280,14 +307,15 @@ class TusHandler:
         info: UploadInfo,
         limit: int,
         checksum: tuple[str, bytes] | None,
+        was_finished: bool = False,
     ) -> None:
-        """Stream the body into the store; updates `info.offset` and fires hooks."""
+        """Stream the body into the store; updates `info.offset` and fires hooks.
+
+        `finished` fires only when this request completes the upload: an empty
+        PATCH replayed on a finished upload must not start the pipeline again.
+        """
         room = (info.length if info.length is not None else limit) - info.offset
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > room:
-            raise TooLarge(
-                f"the body of {declared} bytes goes past the upload's end ({room} bytes left)"
-            )
+        _check_room(request, room)
         digest = (CHECKSUM_ALGORITHMS[checksum[0]](), checksum[1]) if checksum else None
         try:
             info.offset = await self.store.write(info, _body(request), room, digest)
@@ -297,9 +325,17 @@ class TusHandler:
             # Keep what arrived: the client resumes from HEAD's offset. The
             # response below goes nowhere, but the hooks record the offset.
             info.offset = (await self.store.get(info.id)).offset
+        except anyio.get_cancelled_exc_class():
+            # A shutdown past its grace period cancels the request: the store
+            # kept what arrived; record that offset before going down.
+            with anyio.CancelScope(shield=True):
+                info.offset = (await self.store.get(info.id)).offset
+                info.updated_at = time.time()
+                await self.hooks.progressed(info)
+            raise
         info.updated_at = time.time()
         await self.hooks.progressed(info)
-        if info.finished:
+        if info.finished and not was_finished:
             await self.hooks.finished(info)
 
     # -- DELETE (termination) ---------------------------------------------------
@@ -342,6 +378,14 @@ class TusHandler:
             return Response(status_code=status, headers=headers)
         return StreamingResponse(
             self.store.open_range(info.id, start, end), status_code=status, headers=headers
+        )
+
+
+def _check_room(request: Request, room: int) -> None:
+    declared = request.headers.get("content-length", "").strip()
+    if declared.isascii() and declared.isdigit() and int(declared) > room:
+        raise TooLarge(
+            f"the body of {declared} bytes goes past the upload's end ({room} bytes left)"
         )
 
 

@@ -52,7 +52,8 @@ TUS_HEADERS = (
 
 def _non_negative(value: str, error: type[Exception]) -> int:
     # int() would accept "+5", " 5" and "1_000": the header grammar is digits only.
-    if not value.isascii() or not value.isdigit():
+    # More than 19 digits is past any int64 (and int() refuses 4300+ digits).
+    if not value.isascii() or not value.isdigit() or len(value) > 19:
         raise error()
     return int(value)
 

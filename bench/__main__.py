@@ -1,0 +1,68 @@
+"""`python -m bench [--quick] [--only SUITE ...]`: run the benchmarks, write
+bench/results/latest.md and latest.json.
+
+Starts its own Redis, this service, the @tus/server peer (bench/node_modules,
+`npm install --prefix bench`) and a bare Starlette app, each on a free loopback
+port in a temp dir, and removes them all at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import procs, report, suites
+
+SUITES = ("single", "memory", "latency", "concurrency", "polling", "workers")
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, one repeat (< 2 min)")
+    parser.add_argument("--only", nargs="+", choices=SUITES, help="run only these suites")
+    parser.add_argument("--repeats", type=int, help="repeats of the single-upload runs")
+    parser.add_argument(
+        "--out", type=Path, default=procs.BENCH_DIR / "results", help="where latest.md goes"
+    )
+    parser.add_argument("--tmp", type=Path, default=None, help="parent of the temp dir")
+    args = parser.parse_args(argv)
+    params = suites.Params.quick() if args.quick else suites.Params()
+    if args.repeats:
+        params.repeats = args.repeats
+    chosen = args.only or list(SUITES)
+    info = report.machine()
+    started = time.monotonic()
+
+    tmp = Path(tempfile.mkdtemp(prefix="upload-bench-", dir=args.tmp))
+    redis = procs.redis_proc(tmp)
+    try:
+        with procs.running(redis):
+            source = tmp / "source.bin"
+            suites.make_source(source, params.size)
+            fd = os.open(source, os.O_RDONLY)
+            bench = suites.Bench(params, tmp, redis.port, source, fd)
+            single_mb_s = None
+            for name in chosen:
+                if name == "concurrency":
+                    suites.concurrency(bench, single_mb_s)
+                else:
+                    getattr(suites, name)(bench)
+                if name == "single":
+                    single_mb_s = bench.figures[0].value
+            os.close(fd)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    info["duration_s"] = round(time.monotonic() - started, 1)
+    md = report.write(bench.figures, info, args.out, argv)
+    print(md.read_text())
+    print(f"wrote {md} and {md.with_suffix('.json')} in {info['duration_s']} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,398 @@
+"""Publishing to Backblaze B2 (or a B2-compatible endpoint) with b2sdk.
+
+Layout: `{prefix}/{upload id}/{name}`. A publish is idempotent and resumable:
+
+- at the start, unfinished large files under the upload's folder that cannot
+  be resumed (another name or SHA-1) are cancelled, so a crash never leaves
+  orphaned parts behind; matching ones are left for b2sdk to resume;
+- a file already in the bucket with the same name, size and SHA-1 is skipped,
+  and after an upload the older versions of that name are deleted: one object
+  per name, however many times the publish ran;
+- at the end, any unfinished large file left under the folder is cancelled.
+
+Files larger than two parts go through the large-file API (b2sdk splits them
+into parts of at least `part_size` and uploads them on its thread pool); the
+rest are single uploads. b2sdk checks every SHA-1 we hand it. Transient errors
+that survive b2sdk's own retries are retried here with exponential backoff.
+Local copies are removed only after B2 confirmed every file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from b2sdk.v2 import AbstractProgressListener, B2Api, Bucket, FileVersion
+
+from upload_service.b2client import DEFAULT_TYPE, authorized_api, original_content_type, retrying
+from upload_service.logs import log_event
+from upload_service.settings import Settings
+
+log = logging.getLogger("processors.b2")
+
+MB = 1024 * 1024
+PublishItem = tuple[Path, str]
+
+CONTENT_TYPES = {
+    ".m3u8": "application/vnd.apple.mpegurl",
+    ".ts": "video/mp2t",
+    ".m4s": "video/iso.segment",
+    ".mp4": "video/mp4",
+    ".vtt": "text/vtt",
+    ".srt": "application/x-subrip",
+    ".json": "application/json",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+}
+
+
+class B2PublishError(RuntimeError):
+    """B2 answered, but not with what we uploaded (size or SHA-1 differ)."""
+
+
+def content_type_for(name: str) -> str:
+    return CONTENT_TYPES.get(Path(name).suffix.lower(), DEFAULT_TYPE)
+
+
+def file_sha1(path: Path) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        while block := f.read(1024 * 1024):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def stored_sha1(version: Any) -> str | None:
+    """A large file's SHA-1 lives in its file info, a small one's in content_sha1."""
+    sha1 = version.content_sha1
+    if sha1 and sha1 != "none":
+        return str(sha1)
+    info = version.file_info or {}
+    return info.get("large_file_sha1")
+
+
+# Replaceable by tests (b2sdk's RawSimulator) and by anything that needs its own set-up.
+api_factory: Callable[[Settings], B2Api] = authorized_api
+
+
+class _Progress:
+    """Bytes done over all files -> on_progress(percent), serialised, never backwards."""
+
+    def __init__(self, total: int, on_progress: Callable[[float], None]) -> None:
+        self.total = max(total, 1)
+        self.on_progress = on_progress
+        self.done: dict[str, int] = {}
+        self.sum = 0  # of self.done's values, kept as we go: called per read
+        self.reported = -1.0
+        self.lock = threading.Lock()
+
+    def set(self, name: str, nbytes: int) -> None:
+        with self.lock:
+            self.sum += nbytes - self.done.get(name, 0)
+            self.done[name] = nbytes
+            percent = min(100.0, 100.0 * self.sum / self.total)
+            # Whole-percent steps: a status write per step, not per 8 KiB read.
+            step = percent >= 100.0 or int(percent) > int(self.reported)
+            if step and percent > self.reported:
+                self.reported = percent
+                self.on_progress(round(percent, 1))
+
+    def finish(self) -> None:
+        with self.lock:
+            if self.reported < 100.0:
+                self.reported = 100.0
+                self.on_progress(100.0)
+
+
+class _FileListener(AbstractProgressListener):
+    def __init__(self, progress: _Progress, name: str) -> None:
+        super().__init__()
+        self.progress = progress
+        self.name = name
+
+    def set_total_bytes(self, total_byte_count: int) -> None:
+        pass
+
+    def bytes_completed(self, byte_count: int) -> None:
+        self.progress.set(self.name, byte_count)
+
+
+@dataclass
+class _Planned:
+    path: Path
+    name: str  # relative, as given
+    key: str  # full object name in the bucket
+    size: int
+    sha1: str
+    content_type: str
+
+
+class B2Publisher:
+    def __init__(
+        self,
+        api_factory: Callable[[], B2Api],
+        bucket_name: str,
+        prefix: str = "",
+        public_url: str | None = None,
+        part_size: int = 100 * MB,
+        threads: int = 4,
+        attempts: int = 5,
+        backoff: float = 1.0,
+        keep_local: bool = False,
+        protected_dirs: Iterable[Path] = (),
+        filetype_of: Callable[[str], str | None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.api_factory = api_factory
+        self.bucket_name = bucket_name
+        self.prefix = prefix.strip("/")
+        self.public_url = public_url.rstrip("/") if public_url else None
+        self.part_size = part_size
+        self.threads = max(1, threads)
+        self.attempts = max(1, attempts)
+        self.backoff = backoff
+        self.keep_local = keep_local
+        # Files under these (the tus store) belong to someone else: never removed.
+        self.protected_dirs = [Path(d).resolve() for d in protected_dirs]
+        self.filetype_of = filetype_of
+        self.sleep = sleep
+        self._api: B2Api | None = None
+        self._bucket: Bucket | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> B2Publisher:
+        assert settings.b2_bucket
+        return cls(
+            api_factory=lambda: api_factory(settings),
+            bucket_name=settings.b2_bucket,
+            prefix=settings.b2_prefix,
+            public_url=settings.b2_public_url,
+            part_size=settings.b2_part_size,
+            threads=settings.b2_upload_threads,
+            keep_local=settings.keep_local,
+            protected_dirs=[settings.uploads_dir],
+            filetype_of=_status_filetype(settings),
+        )
+
+    # -- B2 handles -------------------------------------------------------
+
+    @property
+    def api(self) -> B2Api:
+        self._connect()
+        assert self._api is not None
+        return self._api
+
+    @property
+    def bucket(self) -> Bucket:
+        self._connect()
+        assert self._bucket is not None
+        return self._bucket
+
+    def _connect(self) -> None:
+        with self._lock:
+            if self._bucket is None:
+                api = retrying(self.api_factory, self.attempts, self.backoff, self.sleep, "auth")
+                self._bucket = retrying(
+                    lambda: api.get_bucket_by_name(self.bucket_name),
+                    self.attempts,
+                    self.backoff,
+                    self.sleep,
+                    "bucket",
+                )
+                self._api = api
+
+    def folder(self, upload_id: str) -> str:
+        return f"{self.prefix}/{upload_id}/" if self.prefix else f"{upload_id}/"
+
+    def key(self, upload_id: str, name: str) -> str:
+        return self.folder(upload_id) + name.lstrip("/")
+
+    def url(self, key: str) -> str:
+        base = self.public_url
+        if base is None:
+            download = self.api.account_info.get_download_url().rstrip("/")
+            base = f"{download}/file/{quote(self.bucket_name)}"
+        return f"{base}/{quote(key)}"
+
+    # -- publishing -------------------------------------------------------
+
+    def publish(
+        self, upload_id: str, items: list[PublishItem], on_progress: Callable[[float], None]
+    ) -> dict[str, str]:
+        started = time.monotonic()
+        planned = [self._plan(upload_id, path, name) for path, name in items]
+        folder = self.folder(upload_id)
+        self._cancel_unfinished(folder, keep={(p.key, p.sha1) for p in planned})
+        existing = self._versions(folder)
+        progress = _Progress(sum(p.size for p in planned), on_progress)
+
+        todo: list[_Planned] = []
+        for item in planned:
+            versions = existing.get(item.key, [])
+            if versions and self._matches(versions[0], item):
+                progress.set(item.key, item.size)
+                self._delete_versions(versions[1:])
+            else:
+                todo.append(item)
+        uploaded = self._upload_all(todo, existing, progress)
+
+        # Anything still unfinished under the folder is ours and now useless.
+        self._cancel_unfinished(folder, keep=set())
+        progress.finish()
+        if not self.keep_local:
+            self._remove_local(planned)
+        log_event(
+            log,
+            "b2.published",
+            upload_id=upload_id,
+            files=len(planned),
+            uploaded=uploaded,
+            bytes=sum(p.size for p in todo),
+            seconds=round(time.monotonic() - started, 3),
+        )
+        return {p.name: self.url(p.key) for p in planned}
+
+    def _plan(self, upload_id: str, path: Path, name: str) -> _Planned:
+        path = Path(path)
+        if self._is_protected(path):  # the original, from the tus store
+            declared = self.filetype_of(upload_id) if self.filetype_of else None
+            content_type = original_content_type(declared)
+        else:
+            content_type = content_type_for(name)
+        return _Planned(
+            path=path,
+            name=name,
+            key=self.key(upload_id, name),
+            size=path.stat().st_size,
+            sha1=file_sha1(path),
+            content_type=content_type,
+        )
+
+    def _upload_all(
+        self,
+        todo: list[_Planned],
+        existing: dict[str, list[FileVersion]],
+        progress: _Progress,
+    ) -> int:
+        if not todo:
+            return 0
+        # Small files (HLS segments) are latency-bound: several at once. Large
+        # ones also spread their parts over b2sdk's own upload pool.
+        failed = threading.Event()
+
+        def task(item: _Planned) -> None:
+            if failed.is_set():  # one file failed: the publish fails, start no more
+                return
+            try:
+                self._upload_one(item, existing.get(item.key, []), progress)
+            except BaseException:
+                failed.set()
+                raise
+
+        with ThreadPoolExecutor(min(self.threads, len(todo)), "b2-publish") as pool:
+            futures: list[Future[None]] = [pool.submit(task, item) for item in todo]
+            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            for future in pending:
+                future.cancel()
+            for future in done:
+                error = future.exception()
+                if error is not None:
+                    raise error
+        return len(todo)
+
+    def _upload_one(self, item: _Planned, old: list[FileVersion], progress: _Progress) -> None:
+        min_part = max(self.part_size, self.api.account_info.get_absolute_minimum_part_size())
+
+        def upload() -> FileVersion:
+            progress.set(item.key, 0)
+            return self.bucket.upload_local_file(
+                str(item.path),
+                item.key,
+                content_type=item.content_type,
+                sha1_sum=item.sha1,  # b2sdk sends it; B2 rejects a mismatch
+                min_part_size=min_part,
+                progress_listener=_FileListener(progress, item.key),
+            )
+
+        version = retrying(upload, self.attempts, self.backoff, self.sleep, item.key)
+        if version.size != item.size or stored_sha1(version) != item.sha1:
+            raise B2PublishError(
+                f"B2 stored {item.key} as {version.size} bytes, "
+                f"sha1 {stored_sha1(version)}; expected {item.size}, {item.sha1}"
+            )
+        progress.set(item.key, item.size)
+        self._delete_versions([v for v in old if v.id_ != version.id_])
+
+    @staticmethod
+    def _matches(version: FileVersion, item: _Planned) -> bool:
+        return (
+            version.action == "upload"
+            and version.size == item.size
+            and stored_sha1(version) == item.sha1
+            and version.content_type == item.content_type
+        )
+
+    def _versions(self, folder: str) -> dict[str, list[FileVersion]]:
+        """Every version under the folder, newest first per name."""
+
+        def listing() -> dict[str, list[FileVersion]]:
+            found: dict[str, list[FileVersion]] = {}
+            for version, _ in self.bucket.ls(folder, latest_only=False, recursive=True):
+                if version.action != "start":  # unfinished large files: see the sweeps
+                    found.setdefault(version.file_name, []).append(version)
+            return found
+
+        return retrying(listing, self.attempts, self.backoff, self.sleep, "list")
+
+    def _delete_versions(self, versions: list[FileVersion]) -> None:
+        for v in versions:
+            retrying(
+                lambda v=v: self.bucket.delete_file_version(v.id_, v.file_name),  # type: ignore[misc]
+                self.attempts,
+                self.backoff,
+                self.sleep,
+                "delete",
+            )
+
+    def _cancel_unfinished(self, folder: str, keep: set[tuple[str, str]]) -> None:
+        def sweep() -> None:
+            for unfinished in list(self.bucket.list_unfinished_large_files(prefix=folder)):
+                sha1 = (unfinished.file_info or {}).get("large_file_sha1")
+                if (unfinished.file_name, sha1) in keep:
+                    keep.discard((unfinished.file_name, sha1))  # resume one, not two
+                    continue
+                self.bucket.cancel_large_file(unfinished.file_id)
+                log_event(log, "b2.cancelled_unfinished", file_name=unfinished.file_name)
+
+        retrying(sweep, self.attempts, self.backoff, self.sleep, "unfinished")
+
+    def _is_protected(self, path: Path) -> bool:
+        resolved = path.resolve()
+        return any(resolved.is_relative_to(d) for d in self.protected_dirs)
+
+    def _remove_local(self, planned: list[_Planned]) -> None:
+        for item in planned:
+            if not self._is_protected(item.path):
+                item.path.unlink(missing_ok=True)
+
+
+def _status_filetype(settings: Settings) -> Callable[[str], str | None]:
+    """The original's declared `filetype` (Upload-Metadata), from its status record."""
+
+    def lookup(upload_id: str) -> str | None:
+        from upload_service.status import StatusStore
+
+        record = StatusStore(settings.status_dir, None).get(upload_id) or {}
+        filetype = (record.get("metadata") or {}).get("filetype")
+        return str(filetype) if filetype else None
+
+    return lookup

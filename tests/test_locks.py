@@ -1,0 +1,185 @@
+"""One contract, every Locker: MemoryLocker and RedisLocker (real Redis).
+
+Redis alone also promises what only a shared lock can: a dead holder's lock
+expires after its TTL, a live holder's lock is renewed for as long as it holds
+it, and a holder never releases a lock that has passed to someone else.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+
+import anyio
+import anyio.to_thread
+import pytest
+from conftest import RedisServer
+from redis.asyncio import Redis
+
+from upload_service.errors import Locked
+from upload_service.locks import Locker, MemoryLocker, RedisLocker
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def aredis(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_server.url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def make_locker(request: pytest.FixtureRequest, aredis: Redis) -> Callable[[], Locker]:
+    """Lockers that share their state, like two server processes sharing Redis."""
+    if request.param == "memory":
+        shared = MemoryLocker()
+        return lambda: shared
+    prefix = f"test-lock-{secrets.token_hex(4)}:"
+    return lambda: RedisLocker(aredis, ttl=5, prefix=prefix)
+
+
+async def test_second_holder_is_refused(make_locker: Callable[[], Locker]) -> None:
+    first, second = make_locker(), make_locker()
+    async with first.lock("upload-a"):
+        with pytest.raises(Locked):
+            async with second.lock("upload-a"):
+                pytest.fail("two holders at once")
+        with pytest.raises(Locked):
+            async with first.lock("upload-a"):
+                pytest.fail("a lock is not reentrant")
+        async with second.lock("upload-b"):  # other keys are independent
+            pass
+
+
+async def test_release_frees_the_lock(make_locker: Callable[[], Locker]) -> None:
+    first, second = make_locker(), make_locker()
+    async with first.lock("k"):
+        pass
+    async with second.lock("k"):
+        pass
+    with pytest.raises(RuntimeError):
+        async with first.lock("k"):
+            raise RuntimeError("the request failed")
+    async with second.lock("k"):  # an error inside still releases
+        pass
+
+
+async def test_cancelled_holder_releases(make_locker: Callable[[], Locker]) -> None:
+    locker = make_locker()
+    entered = anyio.Event()
+
+    async def hold() -> None:
+        async with locker.lock("k"):
+            entered.set()
+            await anyio.sleep_forever()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(hold)
+        await entered.wait()
+        with pytest.raises(Locked):
+            async with make_locker().lock("k"):
+                pass
+        tg.cancel_scope.cancel()
+    async with make_locker().lock("k"):
+        pass
+
+
+async def test_the_error_is_423() -> None:
+    assert Locked.status == 423 and Locked.code == "locked"
+
+
+# -- Redis only --------------------------------------------------------------------------
+
+DYING_HOLDER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from redis.asyncio import Redis
+    from upload_service.locks import RedisLocker
+
+    async def main():
+        locker = RedisLocker(Redis.from_url(sys.argv[1]), ttl=float(sys.argv[3]), prefix="dead:")
+        async with locker.lock(sys.argv[2]):
+            print("held", flush=True)
+            await asyncio.Event().wait()
+
+    asyncio.run(main())
+    """
+)
+
+
+def kill_a_holder(redis_url: str, key: str) -> None:
+    """A process takes the lock (TTL 1 s), then dies without releasing it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", DYING_HOLDER, redis_url, key, "1"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "held"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+async def test_dead_holders_lock_expires_after_its_ttl(
+    redis_server: RedisServer, aredis: Redis
+) -> None:
+    key = secrets.token_hex(4)
+    await anyio.to_thread.run_sync(kill_a_holder, redis_server.url, key)
+    locker = RedisLocker(aredis, ttl=1, prefix="dead:")
+    # Dead, but its lock is still there: nobody can know it died.
+    ttl_ms = await aredis.pttl(f"dead:{key}")
+    assert 0 < ttl_ms <= 1000
+    with pytest.raises(Locked):
+        async with locker.lock(key):
+            pass
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            async with locker.lock(key):
+                break
+        except Locked:
+            await anyio.sleep(0.05)
+    else:
+        pytest.fail("the dead holder's lock never expired")
+
+
+async def test_renewal_keeps_a_long_hold_alive(aredis: Redis) -> None:
+    prefix = f"renew-{secrets.token_hex(4)}:"
+    holder = RedisLocker(aredis, ttl=0.3, prefix=prefix)
+    other = RedisLocker(aredis, ttl=0.3, prefix=prefix)
+    async with holder.lock("k"):
+        for _ in range(12):  # about 4 TTLs
+            await anyio.sleep(0.1)
+            assert await aredis.exists(prefix + "k")
+            with pytest.raises(Locked):
+                async with other.lock("k"):
+                    pass
+    assert not await aredis.exists(prefix + "k")
+    async with other.lock("k"):
+        pass
+
+
+async def test_holder_never_releases_a_lock_it_lost(aredis: Redis) -> None:
+    prefix = f"lost-{secrets.token_hex(4)}:"
+    first = RedisLocker(aredis, ttl=5, prefix=prefix)
+    second = RedisLocker(aredis, ttl=5, prefix=prefix)
+    async with AsyncExitStack() as stack:
+        async with first.lock("k"):
+            await aredis.delete(prefix + "k")  # as if first's TTL ran out during a stall
+            await stack.enter_async_context(second.lock("k"))
+        # first is done; second still holds the lock.
+        assert await aredis.exists(prefix + "k")
+        with pytest.raises(Locked):
+            async with first.lock("k"):
+                pass
+    assert not await aredis.exists(prefix + "k")

@@ -1,0 +1,129 @@
+"""The status API as the backend and browsers use it: auth, batch, ETag, durability."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+from conftest import API_KEY, RedisServer
+from pipeline_helpers import tus_metadata
+from redis import Redis
+
+from upload_service.settings import Settings
+from upload_service.status import StatusStore
+
+pytestmark = pytest.mark.anyio
+
+
+def bearer(value: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {value}"}
+
+
+async def create(client: httpx.AsyncClient, token: str, body: bytes = b"", length: int = 10) -> str:
+    headers = {
+        "Tus-Resumable": "1.0.0",
+        "Upload-Length": str(length),
+        "Upload-Metadata": tus_metadata(filename="lesson.mp4"),
+        **bearer(token),
+    }
+    if body:
+        headers["Content-Type"] = "application/offset+octet-stream"
+    response = await client.post("/files/", headers=headers, content=body)
+    assert response.status_code == 201, response.text
+    return response.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
+
+
+async def test_who_may_read_a_status(client: httpx.AsyncClient, make_token: Callable) -> None:
+    owner = make_token("user-1", meta={"course_id": 12})
+    upload_id = await create(client, owner)
+    url = f"/v1/uploads/{upload_id}"
+
+    as_backend = await client.get(url, headers=bearer(API_KEY))
+    assert as_backend.status_code == 200
+    record = as_backend.json()
+    assert record["id"] == upload_id and record["owner"] == "user-1"
+    assert record["state"] == "uploading" and record["length"] == 10
+    assert record["meta"] == {"course_id": 12}
+    assert record["metadata"] == {"filename": "lesson.mp4"}
+    for key in ("progress", "media", "error"):
+        assert record[key] is None
+
+    as_owner = await client.get(url, headers=bearer(owner))
+    assert as_owner.status_code == 200 and as_owner.json() == record
+    # Someone else's token: as if the upload did not exist.
+    assert (await client.get(url, headers=bearer(make_token("user-2")))).status_code == 404
+    assert (await client.get(url)).status_code == 401
+    assert (await client.get(url, headers=bearer("not-the-key"))).status_code == 401
+    expired = make_token("user-1", ttl=-10)
+    assert (await client.get(url, headers=bearer(expired))).status_code == 401
+    assert (await client.get("/v1/uploads/nope", headers=bearer(API_KEY))).status_code == 404
+
+
+async def test_batch_leaves_out_unknown_and_foreign_ids(
+    client: httpx.AsyncClient, make_token: Callable
+) -> None:
+    mine = [await create(client, make_token("user-1")) for _ in range(2)]
+    theirs = await create(client, make_token("user-2"))
+    ids = ",".join([*mine, "unknown-id", theirs])
+
+    backend = await client.get(f"/v1/uploads?ids={ids}", headers=bearer(API_KEY))
+    assert backend.status_code == 200
+    assert [u["id"] for u in backend.json()["uploads"]] == [*mine, theirs]
+
+    owner = await client.get(f"/v1/uploads?ids={ids}", headers=bearer(make_token("user-1")))
+    assert [u["id"] for u in owner.json()["uploads"]] == mine
+
+    assert (await client.get(f"/v1/uploads?ids={ids}")).status_code == 401
+    too_many = ",".join(f"id{i}" for i in range(101))
+    response = await client.get(f"/v1/uploads?ids={too_many}", headers=bearer(API_KEY))
+    assert response.status_code == 400
+
+
+async def test_etag_answers_304_until_the_record_changes(
+    client: httpx.AsyncClient, make_token: Callable, settings: Settings
+) -> None:
+    upload_id = await create(client, make_token())
+    url = f"/v1/uploads/{upload_id}"
+    first = await client.get(url, headers=bearer(API_KEY))
+    etag = first.headers["etag"]
+    again = await client.get(url, headers={**bearer(API_KEY), "If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    assert again.headers["etag"] == etag
+
+    batch_url = f"/v1/uploads?ids={upload_id}"
+    batch = await client.get(batch_url, headers=bearer(API_KEY))
+    batch_etag = batch.headers["etag"]
+    headers = {**bearer(API_KEY), "If-None-Match": batch_etag}
+    assert (await client.get(batch_url, headers=headers)).status_code == 304
+
+    # A worker moves it on: the next poll gets the new record and a new tag.
+    store = StatusStore(settings.status_dir, Redis.from_url(settings.redis_url))
+    store.update(upload_id, state="processing", progress={"stage": "probe", "percent": 0.0})
+    changed = await client.get(url, headers={**bearer(API_KEY), "If-None-Match": etag})
+    assert changed.status_code == 200 and changed.headers["etag"] != etag
+    assert changed.json()["progress"] == {"stage": "probe", "percent": 0.0}
+    assert (await client.get(batch_url, headers=headers)).status_code == 200
+
+
+async def test_status_survives_a_redis_restart(
+    client: httpx.AsyncClient,
+    make_token: Callable,
+    settings: Settings,
+    redis_server: RedisServer,
+) -> None:
+    upload_id = await create(client, make_token(), body=b"0123456789")
+    store = StatusStore(settings.status_dir, Redis.from_url(settings.redis_url))
+    store.update(upload_id, state="ready", outputs={"hls": "/media/x/hls/master.m3u8"})
+    before = await client.get(f"/v1/uploads/{upload_id}", headers=bearer(API_KEY))
+    assert before.json()["state"] == "ready"
+
+    redis_server.restart()  # every key is gone: the cache, the queues
+    assert Redis.from_url(settings.redis_url).dbsize() == 0
+
+    after = await client.get(f"/v1/uploads/{upload_id}", headers=bearer(API_KEY))
+    assert after.status_code == 200
+    assert after.json() == before.json()
+    assert after.headers["etag"] == before.headers["etag"]
+    batch = await client.get(f"/v1/uploads?ids={upload_id}", headers=bearer(API_KEY))
+    assert batch.json()["uploads"] == [before.json()]

@@ -1,0 +1,305 @@
+"""One contract, every store: LocalStore (disk) and MemoryStore (tests) behave alike.
+
+Plus LocalStore's crash safety: a process that dies in the middle of a
+checksummed chunk leaves `verifying_from` in the info file, and the next read
+rolls the data back to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+import pytest
+
+from upload_service.store import (
+    ChecksumMismatch,
+    LocalStore,
+    MemoryStore,
+    UploadGone,
+    UploadInfo,
+    UploadNotFound,
+    UploadStore,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=["local", "memory"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> UploadStore:
+    if request.param == "local":
+        return LocalStore(tmp_path / "uploads")
+    return MemoryStore()
+
+
+def new_info(upload_id: str = "up1", length: int | None = 10, **fields: object) -> UploadInfo:
+    return UploadInfo(id=upload_id, owner="user-1", length=length, **fields)  # type: ignore[arg-type]
+
+
+async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+class Broken(Exception):
+    pass
+
+
+async def broken_after(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+    raise Broken("the client went away")
+
+
+async def read_all(store: UploadStore, upload_id: str) -> bytes:
+    info = await store.get(upload_id)
+    return b"".join([b async for b in store.open_range(upload_id, 0, info.offset)])
+
+
+def sha256(data: bytes) -> tuple[hashlib._Hash, bytes]:
+    return hashlib.sha256(), hashlib.sha256(data).digest()
+
+
+async def test_create_and_get(store: UploadStore) -> None:
+    info = new_info(metadata={"filename": "a.mp4", "flag": None}, meta={"course": 1})
+    info.kinds = ["video"]
+    await store.create(info)
+    got = await store.get("up1")
+    assert (got.id, got.owner, got.length, got.offset) == ("up1", "user-1", 10, 0)
+    assert got.metadata == {"filename": "a.mp4", "flag": None}
+    assert (got.meta, got.kinds, got.finished) == ({"course": 1}, ["video"], False)
+    assert "up1" in await store.list_ids()
+    assert await store.last_change("up1") >= info.created_at - 1
+
+
+async def test_create_never_overwrites(store: UploadStore) -> None:
+    await store.create(new_info())
+    await store.write(await store.get("up1"), chunks(b"abc"), 10)
+    with pytest.raises(FileExistsError):
+        await store.create(new_info())
+    assert await read_all(store, "up1") == b"abc"
+
+
+@pytest.mark.parametrize("upload_id", ["missing", "../etc/passwd", "a/b", "", "x" * 200])
+async def test_get_unknown_is_not_found(store: UploadStore, upload_id: str) -> None:
+    with pytest.raises(UploadNotFound):
+        await store.get(upload_id)
+
+
+async def test_write_appends_at_the_offset(store: UploadStore) -> None:
+    await store.create(new_info())
+    info = await store.get("up1")
+    assert await store.write(info, chunks(b"ab", b"", b"cd"), 10) == 4
+    info = await store.get("up1")
+    assert info.offset == 4
+    assert await store.write(info, chunks(b"efghij"), 6) == 10
+    info = await store.get("up1")
+    assert info.finished
+    assert await read_all(store, "up1") == b"abcdefghij"
+
+
+async def test_write_stops_at_the_limit(store: UploadStore) -> None:
+    await store.create(new_info())
+    info = await store.get("up1")
+    assert await store.write(info, chunks(b"abc", b"defgh", b"ijk"), 5) == 5
+    assert await read_all(store, "up1") == b"abcde"
+
+
+async def test_write_of_a_large_body_in_many_chunks(store: UploadStore) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    await store.create(new_info(length=len(data)))
+    parts = [data[i : i + 65536] for i in range(0, len(data), 65536)]
+    digest = sha256(data)
+    assert await store.write(await store.get("up1"), chunks(*parts), len(data), digest) == len(data)
+    assert await read_all(store, "up1") == data
+
+
+async def test_checksum_match_keeps_the_chunk(store: UploadStore) -> None:
+    await store.create(new_info())
+    info = await store.get("up1")
+    assert await store.write(info, chunks(b"ab", b"cd"), 10, sha256(b"abcd")) == 4
+    assert await read_all(store, "up1") == b"abcd"
+    assert (await store.get("up1")).verifying_from is None
+
+
+async def test_checksum_mismatch_rolls_the_chunk_back(store: UploadStore) -> None:
+    await store.create(new_info())
+    await store.write(await store.get("up1"), chunks(b"abc"), 10)
+    info = await store.get("up1")
+    with pytest.raises(ChecksumMismatch):
+        await store.write(info, chunks(b"de", b"fg"), 7, sha256(b"XXXX"))
+    info = await store.get("up1")
+    assert info.offset == 3 and info.verifying_from is None
+    assert await read_all(store, "up1") == b"abc"
+    assert await store.write(info, chunks(b"defg"), 7, sha256(b"defg")) == 7
+
+
+async def test_broken_stream_keeps_what_arrived(store: UploadStore) -> None:
+    await store.create(new_info())
+    with pytest.raises(Broken):
+        await store.write(await store.get("up1"), broken_after(b"abc", b"de"), 10)
+    assert await read_all(store, "up1") == b"abcde"
+
+
+async def test_broken_checksummed_stream_keeps_nothing(store: UploadStore) -> None:
+    await store.create(new_info())
+    await store.write(await store.get("up1"), chunks(b"ab"), 10)
+    with pytest.raises(Broken):
+        await store.write(await store.get("up1"), broken_after(b"cde"), 8, sha256(b"cdefg"))
+    info = await store.get("up1")
+    assert info.offset == 2 and info.verifying_from is None
+
+
+async def test_save_persists_fields_but_never_the_offset(store: UploadStore) -> None:
+    await store.create(new_info(length=None))
+    await store.write(await store.get("up1"), chunks(b"abc"), 100)
+    info = await store.get("up1")
+    info.length = 5
+    info.offset = 999
+    await store.save(info)
+    got = await store.get("up1")
+    assert (got.length, got.offset) == (5, 3)
+
+
+async def test_terminate(store: UploadStore) -> None:
+    await store.create(new_info())
+    await store.write(await store.get("up1"), chunks(b"abc"), 10)
+    await store.terminate("up1")
+    with pytest.raises(UploadNotFound):
+        await store.get("up1")
+    assert "up1" not in await store.list_ids()
+    await store.terminate("up1")  # twice is harmless
+    await store.create(new_info())  # and the id is free again
+
+
+async def test_expire_drops_the_bytes_and_answers_gone(store: UploadStore) -> None:
+    await store.create(new_info())
+    await store.write(await store.get("up1"), chunks(b"abc"), 10)
+    await store.expire("up1")
+    with pytest.raises(UploadGone):
+        await store.get("up1")
+    assert "up1" in await store.list_ids()  # kept, so the id answers 410, not 404
+    path = store.path("up1")
+    assert path is None or not await anyio.Path(path).exists()
+
+
+async def test_concatenate(store: UploadStore) -> None:
+    parts = []
+    for name, data in (("p1", b"hello "), ("p2", b""), ("p3", b"world")):
+        await store.create(new_info(name, length=len(data), concat="partial"))
+        await store.write(await store.get(name), chunks(data), len(data))
+        parts.append(await store.get(name))
+    final = new_info("fin", length=None, concat="final", parts=["p1", "p2", "p3"])
+    await store.create(final)
+    await store.concatenate(final, parts)
+    assert (final.length, final.offset) == (11, 11)
+    got = await store.get("fin")
+    assert got.finished and got.length == 11 and got.parts == ["p1", "p2", "p3"]
+    assert await read_all(store, "fin") == b"hello world"
+    assert await read_all(store, "p1") == b"hello "  # the parts are left alone
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [(0, 10, b"0123456789"), (0, 1, b"0"), (3, 7, b"3456"), (9, 10, b"9"), (4, 4, b"")],
+)
+async def test_open_range(store: UploadStore, start: int, end: int, expected: bytes) -> None:
+    await store.create(new_info())
+    await store.write(await store.get("up1"), chunks(b"0123456789"), 10)
+    assert b"".join([b async for b in store.open_range("up1", start, end)]) == expected
+
+
+async def test_open_range_streams_in_bounded_blocks(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    data = os.urandom(2 * 1024 * 1024)
+    await store.create(new_info(length=len(data)))
+    await store.write(await store.get("up1"), chunks(data), len(data))
+    blocks = [b async for b in store.open_range("up1", 1, len(data) - 1)]
+    assert len(blocks) > 1 and max(map(len, blocks)) <= 1024 * 1024
+    assert b"".join(blocks) == data[1:-1]
+
+
+# -- LocalStore crash safety -----------------------------------------------------------
+
+
+def leave_an_unverified_chunk(directory: Path, start: int) -> None:
+    info_path = directory / "up1.info"
+    record = json.loads(info_path.read_text())
+    record["verifying_from"] = start
+    info_path.write_text(json.dumps(record))
+    with open(directory / "up1", "ab") as f:
+        f.write(b"half a chunk whose digest was never compared")
+
+
+async def test_leftover_verifying_from_rolls_back_on_read(tmp_path: Path) -> None:
+    """What a SIGKILL mid checksummed chunk leaves behind, built by hand."""
+    store = LocalStore(tmp_path)
+    await store.create(new_info())
+    await store.write(await store.get("up1"), chunks(b"abc"), 10)
+    info_path = tmp_path / "up1.info"
+    await anyio.to_thread.run_sync(leave_an_unverified_chunk, tmp_path, 3)
+    info = await store.get("up1")
+    assert info.offset == 3 and info.verifying_from is None
+    assert (tmp_path / "up1").read_bytes() == b"abc"
+    assert json.loads(info_path.read_text())["verifying_from"] is None
+    assert (await store.get("up1")).offset == 3  # and the repair is durable
+
+
+CRASHING_WRITER = textwrap.dedent(
+    """
+    import asyncio, hashlib, sys
+    from upload_service.store import LocalStore
+
+    async def body():
+        for _ in range(8):
+            yield b"x" * (1024 * 1024)
+        print("sent", flush=True)
+        await asyncio.Event().wait()  # the client stalls; the process dies here
+
+    async def main():
+        store = LocalStore(sys.argv[1])
+        info = await store.get("up1")
+        checksum = (hashlib.sha256(), hashlib.sha256(b"whatever").digest())
+        await store.write(info, body(), 100 * 1024 * 1024, checksum)
+
+    asyncio.run(main())
+    """
+)
+
+
+def kill_a_writer_mid_checksummed_chunk(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CRASHING_WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "sent"
+        deadline = time.monotonic() + 30
+        # Wait until the unverified bytes are really on disk, then kill.
+        while os.path.getsize(tmp_path / "up1") <= 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert os.path.getsize(tmp_path / "up1") > 4
+        assert json.loads((tmp_path / "up1.info").read_text())["verifying_from"] == 4
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
+async def test_sigkill_mid_checksummed_write_rolls_back(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    await store.create(new_info(length=100 * 1024 * 1024))
+    await store.write(await store.get("up1"), chunks(b"kept"), 4)
+    await anyio.to_thread.run_sync(kill_a_writer_mid_checksummed_chunk, tmp_path)
+    info = await store.get("up1")
+    assert info.offset == 4 and info.verifying_from is None
+    assert (tmp_path / "up1").read_bytes() == b"kept"

@@ -1,0 +1,265 @@
+"""The sweeper: expired unfinished uploads lose their bytes, answer 410 and say so.
+
+Uploads are made through the ASGI app, aged by moving their last change into the
+past, then swept by the real function (LocalStore, Redis status cache, Redis broker).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import anyio.to_thread
+import httpx
+import pytest
+import redis
+from conftest import API_KEY, settings_env
+from dramatiq.brokers.redis import RedisBroker
+from pipeline_helpers import WorkerProcess
+from tus_helpers import age_upload, create, finished_upload, head, patch
+
+from processors.sweeper import (
+    CHAIN_KEY,
+    SweepChainStarter,
+    ensure_sweep_chain,
+    run_periodic_sweep,
+    sweep_expired,
+    sweep_expired_uploads,
+)
+from upload_service.settings import Settings
+
+pytestmark = pytest.mark.anyio
+
+
+def queued(redis_client: redis.Redis, queue: str) -> list[dict[str, Any]]:
+    """Messages waiting in a Dramatiq Redis queue, decoded."""
+    bodies = redis_client.hvals(f"dramatiq:{queue}.msgs")
+    return [json.loads(b) for b in bodies]
+
+
+async def status_of(client: httpx.AsyncClient, upload_id: str) -> dict[str, Any]:
+    r = await client.get(f"/v1/uploads/{upload_id}", headers={"Authorization": f"Bearer {API_KEY}"})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def test_sweeps_only_expired_unfinished_uploads(
+    client: httpx.AsyncClient, make_token: Callable[..., str], settings: Settings
+) -> None:
+    token = make_token()
+    stale = await create(client, token, 100)
+    assert (await patch(client, token, stale, 0, b"s" * 40)).status_code == 204
+    fresh = await create(client, token, 100)
+    assert (await patch(client, token, fresh, 0, b"f" * 40)).status_code == 204
+    done = await finished_upload(client, token, b"finished bytes")
+    done_partial = await finished_upload(client, token, b"part", **{"Upload-Concat": "partial"})
+    deferred = await create(client, token, None, **{"Upload-Defer-Length": "1"})
+    for upload_id in (stale, done, done_partial, deferred):
+        age_upload(settings, upload_id, settings.expiry + 10)
+
+    swept = await anyio.to_thread.run_sync(sweep_expired_uploads, settings)
+
+    assert sorted(swept) == sorted([stale, deferred])
+    # The bytes are gone, the info stays: the id answers 410, not 404.
+    assert not (settings.uploads_dir / stale).exists()
+    assert (settings.uploads_dir / f"{stale}.info").exists()
+    assert (await head(client, token, stale)).status_code == 410
+    assert (await patch(client, token, stale, 40, b"late")).status_code == 410
+    assert (await status_of(client, stale))["state"] == "expired"
+    assert (await status_of(client, deferred))["state"] == "expired"
+    # Everything else is untouched.
+    assert (await head(client, token, fresh)).headers["upload-offset"] == "40"
+    assert (await status_of(client, fresh))["state"] == "uploading"
+    r = await client.get(f"/files/{done}", headers={"Authorization": f"Bearer {token}"})
+    assert r.content == b"finished bytes"
+    assert (await head(client, token, done_partial)).status_code == 200
+    # A second pass finds nothing new.
+    assert await anyio.to_thread.run_sync(sweep_expired_uploads, settings) == []
+
+
+async def test_sweep_announces_upload_expired_by_webhook(
+    client: httpx.AsyncClient,
+    make_token: Callable[..., str],
+    settings: Settings,
+    redis_client: redis.Redis,
+) -> None:
+    token = make_token()
+    stale = await create(client, token, 10, **{"Upload-Metadata": "filename YS5tcDQ="})
+    age_upload(settings, stale, settings.expiry + 1)
+    with_hooks = settings.with_changes(webhook_url="http://127.0.0.1:9/hooks")
+
+    assert await anyio.to_thread.run_sync(sweep_expired_uploads, with_hooks) == [stale]
+
+    events = [
+        m["args"][0]
+        for m in queued(redis_client, "webhooks")
+        if m["actor_name"] == "deliver_webhook" and m["args"][0]["data"]["id"] == stale
+    ]
+    assert [e["type"] for e in events] == ["upload.expired"]
+    assert events[0]["data"]["state"] == "expired"
+    assert events[0]["data"]["metadata"] == {"filename": "a.mp4"}
+    # Leave nothing behind for a worker that a later test starts on this Redis.
+    for message in queued(redis_client, "webhooks"):
+        if message["args"][0]["data"]["id"] == stale:
+            key = message["options"]["redis_message_id"]
+            redis_client.hdel("dramatiq:webhooks.msgs", key)
+            redis_client.lrem("dramatiq:webhooks", 0, key)
+
+
+async def test_no_webhook_without_webhook_url(
+    client: httpx.AsyncClient,
+    make_token: Callable[..., str],
+    settings: Settings,
+    redis_client: redis.Redis,
+) -> None:
+    token = make_token()
+    stale = await create(client, token, 10)
+    age_upload(settings, stale, settings.expiry + 1)
+    assert await anyio.to_thread.run_sync(sweep_expired_uploads, settings) == [stale]
+    assert not [m for m in queued(redis_client, "webhooks") if m["args"][0]["data"]["id"] == stale]
+
+
+async def test_an_upload_being_written_is_not_swept(
+    client: httpx.AsyncClient, make_token: Callable[..., str], settings: Settings
+) -> None:
+    token = make_token()
+    stale = await create(client, token, 10)
+    age_upload(settings, stale, settings.expiry + 1)
+    locker = client.app.state.services.locker  # type: ignore[attr-defined]
+    async with locker.lock(stale):  # a PATCH in progress holds this lock
+        assert await anyio.to_thread.run_sync(sweep_expired_uploads, settings) == []
+    assert await anyio.to_thread.run_sync(sweep_expired_uploads, settings) == [stale]
+
+
+async def test_cli_sweep_command(
+    client: httpx.AsyncClient, make_token: Callable[..., str], settings: Settings
+) -> None:
+    token = make_token()
+    stale = await create(client, token, 10)
+    age_upload(settings, stale, settings.expiry + 1)
+    result = await anyio.to_thread.run_sync(
+        lambda: subprocess.run(
+            [sys.executable, "-m", "upload_service.cli", "sweep"],
+            env=settings_env(settings),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    )
+    assert result.returncode == 0, result.stderr
+    assert "swept 1 expired upload(s)" in result.stdout
+    assert (await head(client, token, stale)).status_code == 410
+
+
+# -- the periodic actor ---------------------------------------------------------
+
+MAINTENANCE_KEYS = (
+    "dramatiq:maintenance",
+    "dramatiq:maintenance.msgs",
+    "dramatiq:maintenance.DQ",
+    "dramatiq:maintenance.DQ.msgs",
+    CHAIN_KEY,
+)
+
+
+@pytest.fixture
+def maintenance_queue(redis_client: redis.Redis) -> Iterator[redis.Redis]:
+    """An empty maintenance queue, emptied again after: a later worker must not run these."""
+    redis_client.delete(*MAINTENANCE_KEYS)
+    yield redis_client
+    redis_client.delete(*MAINTENANCE_KEYS)
+
+
+def test_actor_is_declared_on_the_maintenance_queue() -> None:
+    assert sweep_expired.actor_name == "sweep_expired"
+    assert sweep_expired.queue_name == "maintenance"
+
+
+def test_periodic_sweep_reenqueues_itself_with_a_delay(
+    settings: Settings, maintenance_queue: redis.Redis
+) -> None:
+    redis_client = maintenance_queue
+    broker = RedisBroker(url=settings.redis_url)
+    before_ms = time.time() * 1000
+
+    # A one-off run (no chain) with no chain alive starts one.
+    assert run_periodic_sweep(settings, broker, interval=900) == []
+
+    [message] = queued(redis_client, "maintenance.DQ")
+    assert message["actor_name"] == "sweep_expired"
+    interval, chain = message["args"]
+    assert interval == 900
+    assert message["options"]["eta"] >= before_ms + 900_000
+    # The run marks its chain alive, so booting workers start no second chain.
+    assert redis_client.get(CHAIN_KEY) == chain.encode()
+    assert ensure_sweep_chain(broker, 900) is False
+    # The next link of the same chain goes on.
+    run_periodic_sweep(settings, broker, 900, chain)
+    assert len(queued(redis_client, "maintenance.DQ")) == 2
+    broker.close()
+
+
+def test_a_duplicate_chain_ends(settings: Settings, maintenance_queue: redis.Redis) -> None:
+    redis_client = maintenance_queue
+    broker = RedisBroker(url=settings.redis_url)
+    redis_client.set(CHAIN_KEY, "the-live-chain")
+    run_periodic_sweep(settings, broker, 900, "a-stray-chain")
+    assert queued(redis_client, "maintenance.DQ") == []
+    # A one-off run sweeps too, and leaves the live chain alone.
+    run_periodic_sweep(settings, broker, 900, None)
+    assert queued(redis_client, "maintenance.DQ") == []
+    assert redis_client.get(CHAIN_KEY) == b"the-live-chain"
+    broker.close()
+
+
+def test_worker_boot_starts_one_chain(settings: Settings, maintenance_queue: redis.Redis) -> None:
+    redis_client = maintenance_queue
+    broker = RedisBroker(url=settings.redis_url)
+    starter = SweepChainStarter(interval=600)
+
+    starter.after_worker_boot(broker, None)  # type: ignore[arg-type]
+    starter.after_worker_boot(broker, None)  # type: ignore[arg-type]  # a second process
+
+    # One immediate sweep, not two.
+    [message] = queued(redis_client, "maintenance")
+    assert message["actor_name"] == "sweep_expired"
+    assert message["args"] == [600, redis_client.get(CHAIN_KEY).decode()]  # type: ignore[union-attr]
+    assert 0 < redis_client.ttl(CHAIN_KEY) <= 1200
+    broker.close()
+
+
+def test_stub_brokers_start_no_chain() -> None:
+    from dramatiq.brokers.stub import StubBroker
+
+    assert ensure_sweep_chain(StubBroker(), 60) is False
+
+
+@pytest.mark.e2e
+async def test_a_booting_worker_sweeps(
+    client: httpx.AsyncClient,
+    make_token: Callable[..., str],
+    settings: Settings,
+    maintenance_queue: redis.Redis,
+) -> None:
+    """`upload-service worker` starts the chain: its first sweep runs at boot."""
+    token = make_token()
+    stale = await create(client, token, 10)
+    age_upload(settings, stale, settings.expiry + 1)
+    worker = WorkerProcess(settings, {"UPLOAD_SWEEP_INTERVAL": "3600"}, name="sweep-worker")
+    worker.start()
+    try:
+        for _ in range(600):
+            if (await status_of(client, stale))["state"] == "expired":
+                break
+            await anyio.sleep(0.05)
+        assert (await status_of(client, stale))["state"] == "expired", worker.log()
+        assert not (settings.uploads_dir / stale).exists()
+        # ...and the next sweep waits in the delay queue, an interval away.
+        [message] = queued(maintenance_queue, "maintenance.DQ")
+        assert message["args"][0] == 3600
+    finally:
+        await anyio.to_thread.run_sync(worker.stop)

@@ -1,0 +1,65 @@
+"""uvicorn's httptools protocol with a request-body buffer fit for large uploads.
+
+Stock uvicorn appends every piece read from the socket to a bytearray and hands
+the application `bytes(bytearray)`: two extra copies of every uploaded byte, and
+reading pauses as soon as 64 KiB wait, so the socket is paused and resumed
+(two epoll_ctl calls) for nearly every read. Profiling a 1 GiB PATCH showed that
+copying and churn on the event-loop thread, which is the bottleneck.
+
+Here the pieces are kept as the `bytes` objects the loop already made: a lone
+piece reaches the application without any copy, several are joined once. The
+pause threshold is higher so the loop keeps reading while the application
+writes. Memory stays bounded: at most about `HIGH_WATER` bytes wait per
+connection before reading pauses, exactly as uvicorn's own flow control does.
+
+`serve` passes this class to uvicorn as `http=`; nothing else changes.
+"""
+
+from __future__ import annotations
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+# Reading pauses once this much body waits for the application: big enough to
+# cover a write batch being handed to its thread, small enough per connection.
+HIGH_WATER = 512 * 1024
+
+
+class _Pieces:
+    """What uvicorn's cycle uses as `body`: `+=`, `len()` and `bytes()` are all it needs."""
+
+    __slots__ = ("pieces", "size")
+
+    def __init__(self) -> None:
+        self.pieces: list[bytes] = []
+        self.size = 0
+
+    def append(self, piece: bytes) -> None:
+        self.pieces.append(piece)
+        self.size += len(piece)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __bytes__(self) -> bytes:
+        if len(self.pieces) == 1:
+            return self.pieces[0]  # already bytes: no copy
+        return b"".join(self.pieces)
+
+
+class UploadHttpToolsProtocol(HttpToolsProtocol):
+    def on_body(self, body: bytes) -> None:
+        cycle = self.cycle
+        if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
+            return
+        pending = cycle.body
+        if not isinstance(pending, _Pieces):
+            # uvicorn resets the body to a fresh bytearray after each receive().
+            fresh = _Pieces()
+            if pending:
+                fresh.append(bytes(pending))
+            pending = cycle.body = fresh  # type: ignore[assignment]
+        # httptools may hand out a view of its read buffer; keep real bytes.
+        pending.append(body if type(body) is bytes else bytes(body))
+        if pending.size > HIGH_WATER:
+            self.flow.pause_reading()
+        cycle.message_event.set()

@@ -1,0 +1,73 @@
+"""The backend's view of webhook deliveries: what was sent, every attempt, and resend.
+
+`GET /v1/uploads/{id}/events` and `POST /v1/uploads/{id}/events/{event_id}/resend`,
+both for the API key only (an upload's owner has no business with the backend's
+endpoint). Resending enqueues the stored event again under the same `webhook-id`;
+the POST itself happens in a worker, like every delivery.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .auth import bearer, is_api_key
+from .errors import NotFound, ServiceError, Unauthorized
+from .webhook_log import WebhookLog
+
+if TYPE_CHECKING:
+    from .app import Services
+
+
+class WebhooksDisabled(ServiceError):
+    status = 409
+    code = "webhooks_disabled"
+    message = "WEBHOOK_URL is not set: there is nowhere to send events"
+
+
+class WebhooksAPI:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.log = WebhookLog(services.settings.data_dir / "webhooks")
+
+    def _require_api_key(self, request: Request) -> None:
+        token = bearer(request.headers.get("authorization"))
+        if not is_api_key(token, self.services.settings.api_key):
+            raise Unauthorized("send Authorization: Bearer <API key>")
+
+    async def _require_upload(self, upload_id: str) -> None:
+        known = await self.services.reader.get_raw(upload_id) is not None
+        if not known and not await anyio.to_thread.run_sync(self.log.exists, upload_id):
+            raise NotFound(f"upload {upload_id} not found")
+
+    async def events(self, request: Request) -> Response:
+        self._require_api_key(request)
+        upload_id = request.path_params["upload_id"]
+        await self._require_upload(upload_id)
+        events = await anyio.to_thread.run_sync(self.log.history, upload_id)
+        return JSONResponse(
+            {"upload_id": upload_id, "events": events}, headers={"Cache-Control": "no-store"}
+        )
+
+    async def resend(self, request: Request) -> Response:
+        self._require_api_key(request)
+        upload_id = request.path_params["upload_id"]
+        event_id = request.path_params["event_id"]
+        if not self.services.settings.webhook_url:
+            raise WebhooksDisabled()
+        history = await anyio.to_thread.run_sync(self.log.history, upload_id)
+        entry = next((e for e in history if e["id"] == event_id and "data" in e), None)
+        if entry is None:
+            raise NotFound(f"event {event_id} of upload {upload_id} not found")
+        event = {k: entry[k] for k in ("id", "type", "timestamp", "data")}
+        # Numbering goes on from the last attempt; the retry schedule starts afresh.
+        attempt = max((a["attempt"] for a in entry["attempts"]), default=0) + 1
+        await anyio.to_thread.run_sync(
+            self.services.jobs.send, "deliver_webhook", event, attempt, 0
+        )
+        return JSONResponse(
+            {"event_id": event_id, "attempt": attempt, "status": "queued"}, status_code=202
+        )
