@@ -151,6 +151,25 @@ def audio_args(source: Path, out_dir: Path) -> list[str]:
     return list(ffmpeg.merge_outputs(m4a, hls).get_args())
 
 
+def mp4_args(out_dir: Path) -> list[str]:
+    """The MP4 download: the top rendition's segments, remuxed without re-encoding."""
+    playlist = ffmpeg.input(str(out_dir / "hls/v0/index.m3u8"))
+    return list(
+        playlist.output(str(out_dir / "video.mp4"), c="copy", movflags="+faststart").get_args()
+    )
+
+
+def poster_args(source: Path, out_dir: Path, info: MediaInfo, top: Rendition) -> list[str]:
+    """One frame, a little way in (the first is often black), at the top rendition's size."""
+    at = min(5.0, (info.duration or 0) * 0.1)
+    poster = (
+        ffmpeg.input(str(source), ss=at)
+        .filter("scale", top.width, top.height)
+        .output(str(out_dir / "poster.jpg"), vframes=1, **{"q:v": 3})
+    )
+    return list(poster.get_args())
+
+
 def transcode(
     source: Path,
     out_dir: Path,
@@ -183,22 +202,13 @@ def transcode(
         log_path=log_path,
         on_progress=lambda p: on_progress(p * 0.95),
     )
-    # The MP4 download: the top rendition's segments, remuxed without re-encoding.
+    run_ffmpeg(mp4_args(out_dir), duration=None, timeout=deadline.left(), log_path=log_path)
     run_ffmpeg(
-        ["-i", str(out_dir / "hls/v0/index.m3u8"), "-c", "copy", "-movflags", "+faststart"]
-        + [str(out_dir / "video.mp4")],
+        poster_args(source, out_dir, info, ladder[0]),
         duration=None,
         timeout=deadline.left(),
         log_path=log_path,
     )
-    top = ladder[0]
-    at = min(5.0, (info.duration or 0) * 0.1)
-    poster = (
-        ffmpeg.input(str(source), ss=at)
-        .filter("scale", top.width, top.height)
-        .output(str(out_dir / "poster.jpg"), vframes=1, **{"q:v": 3})
-    )
-    run_ffmpeg(poster.get_args(), duration=None, timeout=deadline.left(), log_path=log_path)
     on_progress(100.0)
     renditions = [(rung, f"hls/v{i}/index.m3u8") for i, rung in enumerate(ladder)]
     return _result(out_dir, renditions, "video.mp4", "poster.jpg")

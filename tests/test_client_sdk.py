@@ -22,8 +22,10 @@ from conftest import API_KEY, TOKEN_SECRET, LiveServer, free_port
 
 from client_sdk import (
     Gone,
+    JSONURLStore,
     NetworkError,
     RetryPolicy,
+    SampleFingerprint,
     StatusClient,
     TooLarge,
     Unauthorized,
@@ -259,3 +261,22 @@ def test_status_client_single_get_uses_etag(live_server: LiveServer, tmp_path: P
         before = status.not_modified
         assert status.get(upload_id) == record
         assert status.not_modified == before + 1
+
+
+def test_url_store_and_fingerprints(tmp_path: Path) -> None:
+    store = JSONURLStore(tmp_path)
+    assert store.path == tmp_path / "uploads.json"
+    store.set_item("k", "http://x/files/1")
+    assert JSONURLStore(tmp_path).get_item("k") == "http://x/files/1"
+    store.path.write_text("{not json")  # a damaged file costs a fresh upload, not a crash
+    assert store.get_item("k") is None
+    store.set_item("k2", "http://x/files/2")
+    assert store.items() == {"k2": "http://x/files/2"}
+
+    data = io.BytesIO(b"a" * 3_000_000)
+    same = io.BytesIO(b"a" * 3_000_000)
+    other_tail = io.BytesIO(b"a" * 2_999_999 + b"b")
+    one = SampleFingerprint("http://one/files/")
+    assert one.get_fingerprint(data) == one.get_fingerprint(same)
+    assert one.get_fingerprint(data) != one.get_fingerprint(other_tail)
+    assert one.get_fingerprint(data) != SampleFingerprint("http://two/files/").get_fingerprint(data)

@@ -57,7 +57,7 @@ def ffmpeg_children(worker: WorkerProcess) -> list[str]:
 def test_sigkilled_worker_mid_transcode_is_redone_and_ends_ready_once(
     tmp_path: Path, crash_settings: Settings, workers: list[WorkerProcess]
 ) -> None:
-    clip = make_video(tmp_path / "long.mp4", seconds=20, size="1280x720")
+    clip = make_video(tmp_path / "long.mp4", seconds=12, size="1280x720")
     server = LiveServer(crash_settings).start()
     try:
         first = WorkerProcess(crash_settings, FAST_REQUEUE, name="worker-a").start()

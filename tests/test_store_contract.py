@@ -160,6 +160,42 @@ async def test_broken_checksummed_stream_keeps_nothing(store: UploadStore) -> No
     assert info.offset == 2 and info.verifying_from is None
 
 
+async def test_reading_during_a_checksummed_write_does_not_disturb_it(store: UploadStore) -> None:
+    """A HEAD (no lock) while a checksummed chunk streams in: the chunk is not
+    counted until verified, and the reader must not roll back a live writer."""
+    data = os.urandom(3 * 1024 * 1024)
+    await store.create(new_info(length=len(data) + 4))
+    await store.write(await store.get("up1"), chunks(b"head"), 4)
+    half = anyio.Event()
+    go_on = anyio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        for start in range(0, len(data), 256 * 1024):
+            if start == 2 * 1024 * 1024:
+                half.set()
+                await go_on.wait()
+            yield data[start : start + 256 * 1024]
+
+    async def write() -> None:
+        info = await store.get("up1")
+        assert await store.write(info, body(), len(data), sha256(data)) == len(data) + 4
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(write)
+        await half.wait()
+        path = store.path("up1")
+        if path is not None:  # wait until the writer has put unverified bytes on disk
+            with anyio.fail_after(30):
+                # A file's size has no event to wait on: poll it.
+                while (await anyio.Path(path).stat()).st_size <= 4:  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+        assert (await store.get("up1")).offset == 4
+        go_on.set()
+    info = await store.get("up1")
+    assert info.offset == len(data) + 4 and info.finished
+    assert await read_all(store, "up1") == b"head" + data
+
+
 async def test_save_persists_fields_but_never_the_offset(store: UploadStore) -> None:
     await store.create(new_info(length=None))
     await store.write(await store.get("up1"), chunks(b"abc"), 100)
@@ -241,7 +277,8 @@ def leave_an_unverified_chunk(directory: Path, start: int) -> None:
         f.write(b"half a chunk whose digest was never compared")
 
 
-async def test_leftover_verifying_from_rolls_back_on_read(tmp_path: Path) -> None:
+@pytest.mark.parametrize("checksummed", [False, True])
+async def test_leftover_verifying_from_rolls_back(tmp_path: Path, checksummed: bool) -> None:
     """What a SIGKILL mid checksummed chunk leaves behind, built by hand."""
     store = LocalStore(tmp_path)
     await store.create(new_info())
@@ -249,10 +286,14 @@ async def test_leftover_verifying_from_rolls_back_on_read(tmp_path: Path) -> Non
     info_path = tmp_path / "up1.info"
     await anyio.to_thread.run_sync(leave_an_unverified_chunk, tmp_path, 3)
     info = await store.get("up1")
-    assert info.offset == 3 and info.verifying_from is None
-    assert (tmp_path / "up1").read_bytes() == b"abc"
+    assert info.offset == 3  # the unverified tail does not count
+    assert (await store.get("up1")).offset == 3
+    # The next writer (it holds the lock, so the old one is dead) cuts the tail off.
+    digest = sha256(b"defg") if checksummed else None
+    assert await store.write(info, chunks(b"defg"), 7, digest) == 7
+    assert (tmp_path / "up1").read_bytes() == b"abcdefg"
     assert json.loads(info_path.read_text())["verifying_from"] is None
-    assert (await store.get("up1")).offset == 3  # and the repair is durable
+    assert (await store.get("up1")).offset == 7
 
 
 CRASHING_WRITER = textwrap.dedent(
@@ -301,5 +342,8 @@ async def test_sigkill_mid_checksummed_write_rolls_back(tmp_path: Path) -> None:
     await store.write(await store.get("up1"), chunks(b"kept"), 4)
     await anyio.to_thread.run_sync(kill_a_writer_mid_checksummed_chunk, tmp_path)
     info = await store.get("up1")
-    assert info.offset == 4 and info.verifying_from is None
-    assert (tmp_path / "up1").read_bytes() == b"kept"
+    assert info.offset == 4  # after a restart HEAD says 4: the chunk was never verified
+    assert await store.write(info, chunks(b" going"), 6) == 10
+    assert (tmp_path / "up1").read_bytes() == b"kept going"
+    info = await store.get("up1")
+    assert info.offset == 10 and info.verifying_from is None

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import httpx
 import jwt
 import pytest
@@ -89,8 +90,10 @@ def stored_ids(settings: Settings) -> list[str]:
 @asynccontextmanager
 async def app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     services = Services.from_settings(settings, jobs=MemoryJobQueue())
-    transport = httpx.ASGITransport(app=create_app(settings, services))
+    app = create_app(settings, services)
+    transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        c.app = app  # type: ignore[attr-defined]
         yield c
     await services.redis.aclose()
 
@@ -443,6 +446,32 @@ async def test_token_max_bytes_limits_a_deferred_upload(
     assert_error(await patch(client, token, upload_id, 5, b"f"), 413, "too_large")
 
 
+async def test_a_stalled_body_is_cut_off_and_its_bytes_kept(
+    settings: Settings, make_token: Token
+) -> None:
+    token = make_token()
+
+    async def stalls_after_four_bytes() -> AsyncIterator[bytes]:
+        yield b"abcd"
+        await anyio.Event().wait()  # a client that vanished without closing
+        yield b"never"
+
+    async with app_client(settings.with_changes(body_timeout=0.3)) as c:
+        upload_id = await create(c, token, 10)
+        headers = tus(token, Upload_Offset="0", Content_Type=OCTETS)
+        response = await c.patch(
+            f"/files/{upload_id}", headers=headers, content=stalls_after_four_bytes()
+        )
+        assert_error(response, 408, "request_timeout")
+        assert response.headers["upload-offset"] == "4"
+        head = await c.head(f"/files/{upload_id}", headers=tus(token))
+        assert head.headers["upload-offset"] == "4"
+        record = c.app.state.services.status.get(upload_id)  # type: ignore[attr-defined]
+        assert record["offset"] == 4
+        # The lock was released: the client resumes at once.
+        assert (await patch(c, token, upload_id, 4, b"efghij")).status_code == 204
+
+
 # -- the pipeline and the status record ---------------------------------------------------
 
 
@@ -729,6 +758,26 @@ async def test_cors_exposes_the_tus_headers(client: httpx.AsyncClient, make_toke
     error = await client.post("/files/", headers=tus(None, Origin="https://course.example"))
     assert error.status_code == 401
     assert "access-control-allow-origin" in error.headers
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed"), [("https://course.example", True), ("https://evil.example", False)]
+)
+async def test_cors_origins_can_be_restricted(
+    settings: Settings, origin: str, allowed: bool
+) -> None:
+    restricted = settings.with_changes(cors_origins=("https://course.example",))
+    async with app_client(restricted) as c:
+        response = await c.options(
+            "/files/",
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "tus-resumable,upload-length",
+            },
+        )
+    assert (response.status_code == 200) is allowed
+    assert (response.headers.get("access-control-allow-origin") == origin) is allowed
 
 
 FORWARDED = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "uploads.example.com"}

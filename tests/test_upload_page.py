@@ -145,7 +145,7 @@ def test_pause_resume_and_reload_continue_from_the_stored_offset(
     before_reload = server_offset(url, token())
     assert 0 < before_reload < size
     page.reload()
-    assert page.is_visible("#unfinished")
+    page.wait_for_selector("#unfinished", state="visible")
     assert "lecture-2.mp4" in page.inner_text("#unfinished-list")
     page.set_input_files("#files", str(path))
     page.wait_for_selector(f"{ROW}[data-start-offset]", timeout=15_000)

@@ -106,7 +106,10 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         services.store,
         services.locker,
         TusConfig(
-            max_size=settings.max_size, expiry=settings.expiry, behind_proxy=settings.behind_proxy
+            max_size=settings.max_size,
+            expiry=settings.expiry,
+            behind_proxy=settings.behind_proxy,
+            body_timeout=settings.body_timeout,
         ),
         authenticate,
         ServiceHooks(services.status, services.jobs, webhooks=bool(settings.webhook_url)),

@@ -69,7 +69,17 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
         forwarded_allow_ips="*" if settings.behind_proxy else None,
         timeout_graceful_shutdown=args.graceful_timeout,
         h11_max_incomplete_event_size=None,
+        http=_http_protocol(),
     )
+
+
+def _http_protocol() -> str:
+    """httptools with a copy-free body buffer (see http_protocol.py), when httptools is there."""
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return "auto"
+    return "upload_service.http_protocol:UploadHttpToolsProtocol"
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> None:

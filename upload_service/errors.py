@@ -55,6 +55,9 @@ UnsupportedContentType = _error(
     "unsupported_content_type",
     "PATCH requests need Content-Type: application/offset+octet-stream",
 )
+RequestTimeout = _error(
+    "RequestTimeout", 408, "request_timeout", "the request body stalled; resume from HEAD's offset"
+)
 Locked = _error("Locked", 423, "locked", "another request is writing this upload; retry shortly")
 ChecksumMismatchError = _error(
     "ChecksumMismatchError", 460, "checksum_mismatch", "the chunk's checksum did not match"

@@ -8,7 +8,6 @@ them there (`npm run vendor`), so a wheel can carry them. Never from a CDN.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from starlette.requests import Request
@@ -31,12 +30,8 @@ LIB_CACHE = {"Cache-Control": "public, max-age=3600"}
 
 
 def node_modules_dirs() -> list[Path]:
-    """Where npm may have installed the libraries: $UPLOAD_NODE_MODULES, the repo, the cwd."""
-    candidates = [HERE.parent / "node_modules", Path.cwd() / "node_modules"]
-    override = os.environ.get("UPLOAD_NODE_MODULES")
-    if override:
-        candidates.insert(0, Path(override))
-    return candidates
+    """Where `npm ci` may have put the libraries: the repository root, or the cwd."""
+    return [HERE.parent / "node_modules", Path.cwd() / "node_modules"]
 
 
 def find_library(name: str) -> Path | None:

@@ -76,6 +76,9 @@ class Settings:
     public_url: str | None = None
     cors_origins: tuple[str, ...] = ("*",)
     lock_ttl: int = 30
+    # A PATCH body that sends nothing for this long is cut off (its bytes are
+    # kept): a vanished client must not hold the upload's lock forever.
+    body_timeout: float = 60.0
     log_level: str = "INFO"
     log_json: bool = True
     # Processing
@@ -152,6 +155,7 @@ class Settings:
                 o.strip() for o in (env.get("UPLOAD_CORS_ORIGINS") or "*").split(",") if o.strip()
             ),
             lock_ttl=_int(env, "UPLOAD_LOCK_TTL", cls.lock_ttl),
+            body_timeout=float(env.get("UPLOAD_BODY_TIMEOUT") or cls.body_timeout),
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
             log_json=_bool(env, "LOG_JSON", True),
             whisper_model=env.get("WHISPER_MODEL") or None,

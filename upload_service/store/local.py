@@ -4,7 +4,8 @@ Crash safety comes from the layout, not from bookkeeping: the offset is the
 data file's size, so whatever `write(2)` accepted before a SIGKILL is exactly
 what HEAD reports after a restart. The info record changes rarely and is always
 replaced atomically (write a temp file, rename). A checksummed chunk first
-records where it started so that a crash mid-chunk rolls it back on next read.
+records where it started: reads never count an unverified chunk, and the
+next write (which holds the upload's lock) cuts off what a dead writer left.
 
 Every file operation runs in a worker thread; the event loop only moves buffers.
 """
@@ -64,15 +65,14 @@ class LocalStore:
             raise UploadNotFound(upload_id) from None
         if info.expired:
             raise UploadGone(upload_id)
-        data = self._data(upload_id)
-        if info.verifying_from is not None:
-            # The process died while a checksummed chunk was arriving: its
-            # digest was never compared, so none of it may count.
-            os.truncate(data, info.verifying_from)
-            info.verifying_from = None
-            atomic_write_json(self._info(upload_id), info.to_json())
-        st = os.stat(data)
+        st = os.stat(self._data(upload_id))
         info.offset = st.st_size
+        if info.verifying_from is not None:
+            # A checksummed chunk is arriving, or its writer died: its digest
+            # was not compared yet, so none of it counts. Only report that here:
+            # a reader holds no lock, and truncating would punch a hole in a
+            # live writer's file. The next write (under the lock) truncates.
+            info.offset = min(info.offset, info.verifying_from)
         info.updated_at = max(info.updated_at, st.st_mtime)
         return info
 
@@ -153,6 +153,8 @@ class LocalStore:
 
     def _open_for_append(self, upload_id: str, offset: int) -> int:
         fd = os.open(self._data(upload_id), os.O_WRONLY)
+        if os.fstat(fd).st_size > offset:
+            os.ftruncate(fd, offset)  # a dead writer's unverified chunk
         os.lseek(fd, offset, os.SEEK_SET)
         return fd
 

@@ -26,6 +26,7 @@ from ..errors import (
     InvalidLength,
     MismatchedOffset,
     NotFound,
+    RequestTimeout,
     TooLarge,
     UnsupportedContentType,
     UnsupportedVersion,
@@ -55,6 +56,7 @@ class TusConfig:
     expiry: int
     behind_proxy: bool = False
     path: str = "/files/"
+    body_timeout: float = 60.0  # seconds a body may send nothing before it is cut off
 
 
 class TusHandler:
@@ -318,9 +320,21 @@ class TusHandler:
         _check_room(request, room)
         digest = (CHECKSUM_ALGORITHMS[checksum[0]](), checksum[1]) if checksum else None
         try:
-            info.offset = await self.store.write(info, _body(request), room, digest)
+            body = _body(request, self.config.body_timeout)
+            info.offset = await self.store.write(info, body, room, digest)
         except ChecksumMismatch:
             raise ChecksumMismatchError() from None
+        except _Stalled:
+            # Like a disconnect, but the client may still be listening: keep
+            # what arrived, record it, release the lock, and tell it to resume.
+            info.offset = (await self.store.get(info.id)).offset
+            info.updated_at = time.time()
+            await self.hooks.progressed(info)
+            raise RequestTimeout(
+                f"no body bytes for {self.config.body_timeout:g} s; "
+                f"{info.offset} bytes are stored, resume from there",
+                headers={"Upload-Offset": str(info.offset), "Connection": "close"},
+            ) from None
         except ClientDisconnect:
             # Keep what arrived: the client resumes from HEAD's offset. The
             # response below goes nowhere, but the hooks record the offset.
@@ -396,8 +410,21 @@ def _has_body(request: Request) -> bool:
     return "chunked" in request.headers.get("transfer-encoding", "").lower()
 
 
-async def _body(request: Request) -> AsyncIterator[bytes]:
-    async for chunk in request.stream():
+class _Stalled(Exception):
+    """The body sent nothing for `body_timeout` seconds."""
+
+
+async def _body(request: Request, idle_timeout: float | None = None) -> AsyncIterator[bytes]:
+    chunks = request.stream().__aiter__()
+    while True:
+        # The timeout covers only the wait for the next chunk, never a yield.
+        with anyio.move_on_after(idle_timeout) as waiting:
+            try:
+                chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                return
+        if waiting.cancelled_caught:
+            raise _Stalled()
         yield chunk
 
 
