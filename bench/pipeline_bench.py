@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import statistics
 import subprocess
@@ -70,14 +71,26 @@ def bare_commands(source: Path, out_dir: Path) -> list[list[str]]:
     ]
 
 
-def run_bare(source: Path, work: Path) -> float:
+def cpu_seconds() -> float:
+    """CPU used so far by this process and its finished children (ffmpeg)."""
+    me, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+Timing = tuple[float, float]  # (wall seconds, CPU seconds)
+
+
+def run_bare(source: Path, work: Path) -> Timing:
     out = work / "bare"
     shutil.rmtree(out, ignore_errors=True)
     (out / "hls").mkdir(parents=True)
-    started = time.perf_counter()
+    cpu, started = cpu_seconds(), time.perf_counter()
     for command in bare_commands(source, out):
         subprocess.run(command, check=True, capture_output=True)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, cpu_seconds() - cpu
 
 
 def new_upload(settings: Settings, status: StatusStore, source: Path, n: int) -> str:
@@ -92,13 +105,13 @@ def new_upload(settings: Settings, status: StatusStore, source: Path, n: int) ->
     return upload_id
 
 
-def run_pipeline(ctx: PipelineContext, source: Path, n: int) -> float:
+def run_pipeline(ctx: PipelineContext, source: Path, n: int) -> Timing:
     upload_id = new_upload(ctx.settings, ctx.status, source, n)
-    started = time.perf_counter()
+    cpu, started = cpu_seconds(), time.perf_counter()
     record = process_upload(upload_id, ctx)
-    seconds = time.perf_counter() - started
+    timing = time.perf_counter() - started, cpu_seconds() - cpu
     assert record is not None and record["state"] == "ready", record
-    return seconds
+    return timing
 
 
 def run_through_worker(settings: Settings, status: StatusStore, source: Path, n: int) -> float:
@@ -143,11 +156,15 @@ def processing(tmp: Path, redis_port: int, seconds: float, size: str, repeats: i
     for i in range(repeats):
         bare.append(run_bare(clip, tmp))
         pipe.append(run_pipeline(ctx, clip, i))
-    b, p = statistics.median(bare), statistics.median(pipe)
+    b, p = statistics.median(t[0] for t in bare), statistics.median(t[0] for t in pipe)
+    bc, pc = statistics.median(t[1] for t in bare), statistics.median(t[1] for t in pipe)
     print(f"\n## Processing a {seconds:g} s {size} clip (median of {repeats})\n")
-    print("| what | seconds | vs bare ffmpeg |\n| --- | --- | --- |")
-    print(f"| same ffmpeg/ffprobe commands, bare | {b:.2f} | 1.00x |")
-    print(f"| pipeline in-process (probe, transcode, publish, status) | {p:.2f} | {p / b:.2f}x |")
+    print("| what | wall s | vs bare | CPU s | vs bare |\n| --- | --- | --- | --- | --- |")
+    print(f"| same ffmpeg/ffprobe commands, bare | {b:.2f} | 1.00x | {bc:.2f} | 1.00x |")
+    print(
+        f"| pipeline in-process (probe, transcode, publish, status) | {p:.2f} | {p / b:.2f}x "
+        f"| {pc:.2f} | {pc / bc:.2f}x |"
+    )
     worker = worker_proc(settings)
     try:
         time.sleep(3)  # boot
@@ -156,7 +173,7 @@ def processing(tmp: Path, redis_port: int, seconds: float, size: str, repeats: i
         worker.terminate()
         worker.wait(30)
     w = statistics.median(via)
-    print(f"| via `upload-service worker`, message sent -> ready | {w:.2f} | {w / b:.2f}x |")
+    print(f"| via `upload-service worker`, message sent -> ready | {w:.2f} | {w / b:.2f}x | | |")
     print(f"\nruns (s): bare {bare}, pipeline {pipe}, worker {via}")
 
 

@@ -94,7 +94,11 @@ def run_one(kind: str, clip: str, model: str | None, out_dir: str) -> dict[str, 
         # The same model object our engine loaded: same weights, same threads.
         whisper: WhisperModel = engine._model  # type: ignore[attr-defined]
         segments, info = whisper.transcribe(
-            clip, word_timestamps=True, vad_filter=True, beam_size=5
+            clip,
+            word_timestamps=True,
+            vad_filter=True,
+            beam_size=5,
+            condition_on_previous_text=False,
         )
         segments = list(segments)
         words = sum(len(s.words or []) for s in segments)

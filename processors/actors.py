@@ -32,15 +32,18 @@ from .broker import setup_broker
 
 settings = Settings.from_env()
 broker = setup_broker(settings)
-# The Dramatiq CLI installs its own log handlers (they route worker output to
+# The Dramatiq CLI installs plain stream handlers (they route worker output to
 # the main process); give them our formatter so event fields are not lost.
+# Subclasses (pytest's capture handlers, for one) are left alone.
 for _handler in logging.getLogger().handlers:
-    _handler.setFormatter(logs.JsonFormatter() if settings.log_json else logs.TextFormatter())
+    if type(_handler) is logging.StreamHandler:
+        _handler.setFormatter(logs.JsonFormatter() if settings.log_json else logs.TextFormatter())
 
-# Imported after the broker is set: these modules declare their actors on import.
+# Imported only now, so that anything declaring actors binds to this broker.
 from . import pipeline  # noqa: E402
 from .failures import MediaError  # noqa: E402
 from .publish import make_publisher  # noqa: E402
+from .workdir import sweep_stale  # noqa: E402
 
 # The actor's own limit is only a backstop; the real one scales with the media
 # (ffmpeg's time-out, `pipeline.transcode_timeout`), which is not known until probed.
@@ -96,6 +99,10 @@ def _declare_optional_actors() -> list[str]:
 
 
 loaded_modules = _declare_optional_actors()
+# Scratch dirs of jobs that were killed and never redone; older than any job can run.
+swept = sweep_stale(settings.work_dir, older_than=2 * BACKSTOP_TIME_LIMIT_MS / 1000)
+if swept:
+    log_event(log, "worker.stale_work_dirs_removed", count=len(swept))
 missing = [a for a in ACTOR_QUEUES if a not in broker.actors]
 if missing:
     log_event(log, "worker.actors_missing", logging.WARNING, actors=",".join(missing))

@@ -118,7 +118,8 @@ def _convert(segments: Any) -> Iterator[Segment]:
             for w in (seg.words or [])
             if w.word.strip()
         ]
-        yield Segment(float(seg.start), float(seg.end), seg.text.strip(), words)
+        if words or seg.text.strip():
+            yield Segment(float(seg.start), float(seg.end), seg.text.strip(), words)
 
 
 _engines: dict[str, SpeechEngine] = {}

@@ -2,8 +2,9 @@
 
 Audio is decoded by ffmpeg into a pipe and transcribed one window at a time
 (`processors.audio` says why), so memory stays bounded on media of any length.
-A window's last segment may have been cut off by the window's end: it is left
-out and transcribed again at the start of the next window.
+Speech running into a window's end may have been cut off there: the window is
+cut instead at a pause between words (or a word boundary) before its end, and
+what follows the cut is transcribed again as the start of the next window.
 
 Outputs under `out_dir`: `captions/<lang>.vtt`, `captions/<lang>.srt`,
 `transcript.json`, `transcript.txt`, and a subtitles rendition in
@@ -31,8 +32,9 @@ from upload_service.logs import log_event
 
 log = logging.getLogger(__name__)
 
-# Whisper reads 30 s at a time; a 60 s window costs about 4 MB of samples and
-# re-reads little at its seams.
+# Whisper reads 30 s at a time; a 60 s window (75 s with its read-ahead) costs
+# about 5 MB of float32 samples whatever the media's length, and re-reads little
+# at its seams.
 WINDOW_SECONDS = 60.0
 # Speech ending closer than this to a window's end may continue past it.
 GUARD_SECONDS = 1.0
@@ -104,15 +106,20 @@ def transcribe_stream(
     """(language, segments in media time) for the first audio stream of `source`."""
     window = int(window_seconds * SAMPLE_RATE)
     guard = int(min(GUARD_SECONDS, window_seconds / 4) * SAMPLE_RATE)
+    # A window reads this much further ahead: when that reaches the end, the
+    # rest joins the window (Whisper garbles and invents words on very short audio).
+    reach = window + window // 4
     segments: list[Segment] = []
     carry = np.empty(0, dtype=np.float32)
     offset = 0  # media position of carry[0], in samples
     detected: str | None = None
     with PcmReader(source) as reader:
         while True:
-            fresh = reader.read(window - len(carry))
-            final = len(carry) + len(fresh) < window
+            fresh = reader.read(reach - len(carry))
             audio = np.concatenate([carry, fresh]) if len(carry) else fresh
+            final = len(audio) < reach
+            if not final:
+                audio, ahead = audio[:window], audio[window:]
             if len(audio) == 0:
                 break
             found: list[Segment] = []
@@ -128,7 +135,7 @@ def transcribe_stream(
             segments.extend(_shifted(s, base) for s in kept)
             if final:
                 break
-            carry = audio[cut:]
+            carry = np.concatenate([audio[cut:], ahead])
             offset += cut
             if duration:
                 on_progress(min(99.0, 100.0 * reader.samples_read / SAMPLE_RATE / duration))
@@ -137,27 +144,41 @@ def transcribe_stream(
 
 def _seam(found: list[Segment], length: int, guard: int) -> tuple[list[Segment], int]:
     """Which segments of a full window to keep, and the sample at which the next
-    window starts (everything from there on is transcribed again)."""
+    window starts (everything from there on is transcribed again).
+
+    The cut goes into a pause between words where there is one in the window's
+    second half (cutting through a word garbles it on both sides), else at the
+    latest word boundary clear of the window's end.
+    """
     seam = length - guard
     if not found:
         return [], seam
-    *head, tail = found
-    if int(tail.end * SAMPLE_RATE) <= seam:
+    if max(int(s.end * SAMPLE_RATE) for s in found) <= seam:
         return found, seam  # speech ended before the seam: only the guard is read again
-    tail_start = int(tail.start * SAMPLE_RATE)
-    if tail_start >= length // 2:
-        return head, tail_start  # the tail starts afresh in the next window
-    # One segment fills most of the window: keep its words that end clear of the
-    # seam and start again at the first word that does not, so every window makes
-    # progress; without word times there is nothing better than keeping it all.
-    keep = [w for w in tail.words if int(w.end * SAMPLE_RATE) <= seam]
-    if not keep:
-        return found, length
-    rest = tail.words[len(keep) :]
-    cut = int(rest[0].start * SAMPLE_RATE) if rest else length
-    cut = max(cut, int(keep[-1].end * SAMPLE_RATE))
-    partial = Segment(tail.start, keep[-1].end, " ".join(w.text for w in keep), keep)
-    return [*head, partial], cut
+    words = [(i, j, w) for i, s in enumerate(found) for j, w in enumerate(s.words)]
+    best: tuple[float, int] | None = None
+    for k in range(len(words) - 1):
+        end, start = words[k][2].end, words[k + 1][2].start
+        if length // 2 <= end * SAMPLE_RATE and start * SAMPLE_RATE <= seam:
+            # Any pause of 0.5 s or more will do; among equals, the latest.
+            score = (min(max(start - end, 0.0), 0.5), k)
+            best = score if best is None or score > best else best
+    if best is None:
+        # No word times to go by: drop the last segment if that leaves progress.
+        *head, tail = found
+        tail_start = int(tail.start * SAMPLE_RATE)
+        return (head, tail_start) if tail_start >= length // 2 else (found, length)
+    i, j, word = words[best[1]]
+    following = words[best[1] + 1][2]
+    cut = int((word.end + max(following.start - word.end, 0.0) / 2) * SAMPLE_RATE)
+    segment = found[i]
+    kept = found[:i]
+    if j + 1 == len(segment.words):
+        kept.append(segment)
+    else:
+        part = segment.words[: j + 1]
+        kept.append(Segment(segment.start, part[-1].end, " ".join(w.text for w in part), part))
+    return kept, cut
 
 
 def _shifted(segment: Segment, seconds: float) -> Segment:
@@ -207,16 +228,27 @@ def _write_outputs(
             for i, s in enumerate(segments)
         ],
     }
-    _write(out_dir / names["vtt"], to_vtt(cues))
-    _write(out_dir / names["srt"], to_srt(cues))
-    _write(out_dir / names["json"], json.dumps(transcript, ensure_ascii=False, indent=1) + "\n")
-    _write(out_dir / names["text"], "\n".join(s.text for s in segments if s.text) + "\n")
-    files = list(names.values())
+    contents = {
+        names["vtt"]: to_vtt(cues),
+        names["srt"]: to_srt(cues),
+        names["json"]: json.dumps(transcript, ensure_ascii=False, indent=1) + "\n",
+        names["text"]: "\n".join(s.text for s in segments if s.text) + "\n",
+    }
+    files: list[str] = []
     hls_playlist = None
-    if (out_dir / "hls" / "master.m3u8").is_file():
-        written = add_subtitles(out_dir / "hls", lang, cues, duration)
-        files += [f"hls/{name}" for name in written]
-        hls_playlist = f"hls/subs_{lang}.m3u8"
+    try:
+        for name, text in contents.items():
+            _write(out_dir / name, text)
+            files.append(name)
+        if (out_dir / "hls" / "master.m3u8").is_file():
+            written = add_subtitles(out_dir / "hls", lang, cues, duration)
+            files += [f"hls/{name}" for name in written]
+            hls_playlist = f"hls/subs_{lang}.m3u8"
+    except BaseException:
+        # The pipeline publishes whatever is in out_dir: no captions nobody lists.
+        for name in files:
+            (out_dir / name).unlink(missing_ok=True)
+        raise
     return TranscriptionResult(
         language=lang,
         vtt=names["vtt"],

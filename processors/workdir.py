@@ -8,6 +8,7 @@ the same upload wipes it first.
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,3 +23,22 @@ def job_dir(work_root: Path, upload_id: str) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def sweep_stale(work_root: Path, older_than: float) -> list[str]:
+    """Remove job dirs untouched for `older_than` seconds: uploads never redone.
+
+    Run at worker start. The age must exceed any job's time limit, so that
+    another worker's job in progress is never touched.
+    """
+    removed = []
+    cutoff = time.time() - older_than
+    for path in work_root.glob("*"):
+        try:
+            stale = path.is_dir() and path.stat().st_mtime < cutoff
+        except FileNotFoundError:
+            continue
+        if stale:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+    return removed

@@ -12,6 +12,18 @@ SPOKEN = (
     "without blocking the server. Each lesson has captions generated automatically."
 )
 
+# About 48 s: several transcription windows when they are made small.
+LECTURE = (
+    "Welcome to the second lesson of this course. Today we talk about resumable uploads. "
+    "A large video file is sent to the server in small pieces. "
+    "Each piece is written to disk as soon as it arrives, so nothing is held in memory. "
+    "If the network connection drops, the browser asks the server how much it already has, "
+    "and then continues from that point. "
+    "When the last piece is stored, a background worker starts. "
+    "It makes several versions of the video for phones, tablets and large screens. "
+    "Finally, it writes captions, so that every student can read along."
+)
+
 
 @dataclass(frozen=True)
 class ParsedCue:

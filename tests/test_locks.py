@@ -183,3 +183,25 @@ async def test_holder_never_releases_a_lock_it_lost(aredis: Redis) -> None:
             async with first.lock("k"):
                 pass
     assert not await aredis.exists(prefix + "k")
+
+
+async def test_a_holder_that_loses_its_lock_is_cancelled(aredis: Redis) -> None:
+    """If the lock passed to someone else, the old holder must stop writing."""
+    import asyncio
+
+    prefix = f"lost-{secrets.token_hex(4)}:"
+    locker = RedisLocker(aredis, ttl=0.6, prefix=prefix)
+    reached_the_end = False
+
+    async def hold() -> None:
+        nonlocal reached_the_end
+        async with locker.lock("k"):
+            await aredis.set(prefix + "k", "someone-else")  # as if it expired and was taken
+            await asyncio.sleep(3)
+            reached_the_end = True
+
+    task = asyncio.ensure_future(hold())
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not reached_the_end
+    assert await aredis.get(prefix + "k") == b"someone-else"  # never released by the loser

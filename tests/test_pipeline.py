@@ -8,11 +8,14 @@ exactly (a stale work dir, a failing publisher, a token's kinds).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from media_helpers import make_audio, make_text_file, make_truncated_mp4, make_video
@@ -25,6 +28,7 @@ from processors.pipeline import PipelineContext, mark_exhausted, process_upload,
 from processors.probe import probe
 from processors.publish import PublishItem, make_publisher
 from processors.transcode import choose_ladder
+from processors.workdir import sweep_stale
 from upload_service.jobs import MemoryJobQueue
 from upload_service.settings import Settings
 from upload_service.status import Record, StatusStore
@@ -74,7 +78,7 @@ def make_ctx(settings: Settings, publisher: Any = None) -> PipelineContext:
 
 
 async def tus_upload(client: httpx.AsyncClient, token: str, path: Path) -> str:
-    data = path.read_bytes()
+    data = await anyio.Path(path).read_bytes()
     response = await client.post(
         "/files/",
         content=data,
@@ -325,3 +329,13 @@ def test_time_limit_scales_with_duration_and_stops_ffmpeg(
             timeout=0.5,
             log_path=tmp_path / "ffmpeg.log",
         )
+
+
+def test_worker_start_sweeps_only_long_dead_work_dirs(tmp_path: Path) -> None:
+    old, fresh = tmp_path / "killed-long-ago", tmp_path / "running-now"
+    for path in (old, fresh):
+        (path / "out").mkdir(parents=True)
+    long_ago = time.time() - 2 * 86400
+    os.utime(old, (long_ago, long_ago))
+    assert sweep_stale(tmp_path, older_than=86400) == ["killed-long-ago"]
+    assert not old.exists() and fresh.exists()

@@ -7,6 +7,7 @@ reach this worker.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from pipeline_helpers import (
     upload_file,
     wait_for_state,
 )
+from webhook_helpers import SECRET, Receiver, wait_until
 
 from upload_service.cli import mint_token
 from upload_service.settings import Settings
@@ -33,7 +35,17 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def e2e_settings(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer) -> Settings:
+def receiver() -> Iterator[Receiver]:
+    """The backend's webhook endpoint: every event the server and worker send."""
+    endpoint = Receiver().start()
+    yield endpoint
+    endpoint.stop()
+
+
+@pytest.fixture(scope="module")
+def e2e_settings(
+    tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, receiver: Receiver
+) -> Settings:
     return Settings(
         data_dir=tmp_path_factory.mktemp("pipeline-e2e") / "data",
         redis_url=redis_server.url.rsplit("/", 1)[0] + "/7",
@@ -42,6 +54,8 @@ def e2e_settings(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisSe
         max_size=200 * 1024 * 1024,
         log_json=False,
         transcribe=False,
+        webhook_url=receiver.url,
+        webhook_secret=SECRET,
     )
 
 
@@ -70,6 +84,16 @@ def token() -> Callable[..., str]:
     return make
 
 
+def events_of(receiver: Receiver, upload_id: str) -> dict[str, list[dict[str, Any]]]:
+    """Delivered events of one upload by type (delivery order across types may vary)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for request in list(receiver.requests):
+        event = json.loads(request.body)
+        if event["data"]["id"] == upload_id:
+            found.setdefault(event["type"], []).append(event)
+    return found
+
+
 def media_files(settings: Settings, upload_id: str) -> list[str]:
     root = settings.media_dir / upload_id
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
@@ -77,6 +101,7 @@ def media_files(settings: Settings, upload_id: str) -> list[str]:
 
 def test_video_goes_from_uploading_to_ready_with_hls(
     tmp_path: Path,
+    receiver: Receiver,
     server: LiveServer,
     worker: WorkerProcess,
     e2e_settings: Settings,
@@ -125,6 +150,17 @@ def test_video_goes_from_uploading_to_ready_with_hls(
     # The job's scratch space is gone.
     assert not (e2e_settings.work_dir / upload_id).exists()
 
+    # The webhooks tell the same story, "uploaded" included, each event once.
+    wait_until(lambda: "media.ready" in events_of(receiver, upload_id), what="media.ready")
+    events = events_of(receiver, upload_id)
+    states = {kind: [e["data"]["state"] for e in sent] for kind, sent in events.items()}
+    assert states == {
+        "upload.created": ["uploading"],
+        "upload.completed": ["uploaded"],
+        "media.ready": ["ready"],
+    }
+    assert events["media.ready"][0]["data"]["outputs"] == outputs
+
 
 def test_audio_only_file_gets_aac_and_audio_hls(
     tmp_path: Path, server: LiveServer, worker: WorkerProcess, token: Callable[..., str]
@@ -146,6 +182,7 @@ def test_audio_only_file_gets_aac_and_audio_hls(
 
 def test_text_file_named_mp4_is_unsupported_and_never_published(
     tmp_path: Path,
+    receiver: Receiver,
     server: LiveServer,
     worker: WorkerProcess,
     e2e_settings: Settings,
@@ -158,6 +195,9 @@ def test_text_file_named_mp4_is_unsupported_and_never_published(
     assert "not audio or video" in record["error"]["message"]
     assert record["outputs"] == {}
     assert media_files(e2e_settings, upload_id) == []
+    wait_until(lambda: "media.failed" in events_of(receiver, upload_id), what="media.failed")
+    failed = events_of(receiver, upload_id)["media.failed"]
+    assert [e["data"]["error"]["code"] for e in failed] == ["unsupported_media"]
 
 
 def test_truncated_mp4_is_corrupt_media(

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
-from conftest import API_KEY, RedisServer
-from pipeline_helpers import tus_metadata
+from conftest import API_KEY, LiveServer, RedisServer
+from media_helpers import make_text_file
+from pipeline_helpers import tus_metadata, upload_file
 from redis import Redis
 
 from upload_service.settings import Settings
 from upload_service.status import StatusStore
-
-pytestmark = pytest.mark.anyio
 
 
 def bearer(value: str) -> dict[str, str]:
@@ -34,6 +35,7 @@ async def create(client: httpx.AsyncClient, token: str, body: bytes = b"", lengt
     return response.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
 
 
+@pytest.mark.anyio
 async def test_who_may_read_a_status(client: httpx.AsyncClient, make_token: Callable) -> None:
     owner = make_token("user-1", meta={"course_id": 12})
     upload_id = await create(client, owner)
@@ -60,6 +62,7 @@ async def test_who_may_read_a_status(client: httpx.AsyncClient, make_token: Call
     assert (await client.get("/v1/uploads/nope", headers=bearer(API_KEY))).status_code == 404
 
 
+@pytest.mark.anyio
 async def test_batch_leaves_out_unknown_and_foreign_ids(
     client: httpx.AsyncClient, make_token: Callable
 ) -> None:
@@ -80,6 +83,7 @@ async def test_batch_leaves_out_unknown_and_foreign_ids(
     assert response.status_code == 400
 
 
+@pytest.mark.anyio
 async def test_etag_answers_304_until_the_record_changes(
     client: httpx.AsyncClient, make_token: Callable, settings: Settings
 ) -> None:
@@ -106,6 +110,7 @@ async def test_etag_answers_304_until_the_record_changes(
     assert (await client.get(batch_url, headers=headers)).status_code == 200
 
 
+@pytest.mark.anyio
 async def test_status_survives_a_redis_restart(
     client: httpx.AsyncClient,
     make_token: Callable,
@@ -127,3 +132,49 @@ async def test_status_survives_a_redis_restart(
     assert after.headers["etag"] == before.headers["etag"]
     batch = await client.get(f"/v1/uploads?ids={upload_id}", headers=bearer(API_KEY))
     assert batch.json()["uploads"] == [before.json()]
+
+
+# -- a real server: its near cache of status bodies (upload_service.status_cache) ----
+
+
+def test_live_server_sees_every_worker_write_at_once(
+    live_server: LiveServer, settings: Settings, make_token: Callable
+) -> None:
+    upload_id = upload_file(
+        live_server.url, make_token(), make_text_file(Path(settings.data_dir.parent / "x.txt"))
+    )
+    store = StatusStore(settings.status_dir, Redis.from_url(settings.redis_url))
+    url = f"{live_server.url}/v1/uploads/{upload_id}"
+    with httpx.Client(headers=bearer(API_KEY)) as http:
+        for percent in range(0, 100, 5):
+            store.update(
+                upload_id,
+                state="processing",
+                progress={"stage": "transcode", "percent": float(percent)},
+            )
+            # Polled twice so the second read can come from the server's cache.
+            for _ in range(2):
+                assert http.get(url).json()["progress"]["percent"] == percent
+
+
+def test_live_server_status_through_a_redis_restart(
+    live_server: LiveServer, settings: Settings, make_token: Callable, redis_server: RedisServer
+) -> None:
+    upload_id = upload_file(
+        live_server.url, make_token(), make_text_file(Path(settings.data_dir.parent / "y.txt"))
+    )
+    store = StatusStore(settings.status_dir, Redis.from_url(settings.redis_url))
+    store.update(upload_id, state="ready", outputs={"hls": "/media/y/hls/master.m3u8"})
+    url = f"{live_server.url}/v1/uploads/{upload_id}"
+    with httpx.Client(headers=bearer(API_KEY)) as http:
+        before = http.get(url).json()
+        assert before["state"] == "ready"
+        redis_server.restart()
+        assert http.get(url).json() == before
+        # A write after the restart reaches pollers once the server has resubscribed.
+        store = StatusStore(settings.status_dir, Redis.from_url(settings.redis_url))
+        store.update(upload_id, state="failed", error={"code": "x", "message": "y"})
+        deadline = time.monotonic() + 5
+        while http.get(url).json()["state"] != "failed":
+            assert time.monotonic() < deadline, "the server kept serving the old record"
+            time.sleep(0.05)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from captions_helpers import (
+    LECTURE,
     SPOKEN,
     make_hls,
     parse_srt,
@@ -23,8 +24,8 @@ from captions_helpers import (
 
 from processors.captions import MAX_CHARS, MAX_DURATION, MAX_LINES
 from processors.hls_subtitles import with_subtitles
-from processors.speech import get_engine
-from processors.transcribe import transcribe_media
+from processors.speech import Segment, Word, get_engine
+from processors.transcribe import _seam, transcribe_media
 
 
 @pytest.fixture(scope="module")
@@ -109,25 +110,24 @@ def test_speech_video_gets_captions_transcript_and_hls_subtitles(
     assert parse_vtt(hls_vtt) == parse_vtt((out / result.vtt).read_text())
 
 
-def test_audio_file_in_small_windows_loses_and_repeats_nothing(
-    media: dict[str, Path], tmp_path: Path
-) -> None:
-    # 13 s of speech in 8 s windows: the seam falls mid-sentence, and the words
-    # at it must be neither lost nor doubled.
+def test_long_audio_in_windows_loses_and_repeats_nothing(tmp_path: Path) -> None:
+    # 48 s of speech in 15 s windows: the words at every seam must be neither
+    # lost nor doubled, and progress comes window by window.
+    wav = speech_wav(tmp_path / "lecture.wav", LECTURE)
     progress: list[float] = []
-    result = transcribe_media(
-        media["wav"], tmp_path, "EN-us", None, progress.append, window_seconds=8
-    )
+    out = tmp_path / "out"
+    result = transcribe_media(wav, out, "EN-us", None, progress.append, window_seconds=15)
 
     assert result is not None and result.language == "en"
-    text = (tmp_path / "transcript.txt").read_text()
-    assert word_error_rate(SPOKEN, text) <= 0.25, text
-    assert len(progress) >= 2 and progress == sorted(progress) and progress[-1] == 100.0
-    assert 0 < progress[0] < 100
-    transcript = json.loads((tmp_path / "transcript.json").read_text())
+    text = (out / "transcript.txt").read_text()
+    assert word_error_rate(LECTURE, text) <= 0.25, text
+    assert len(progress) >= 3 and progress == sorted(progress) and progress[-1] == 100.0
+    assert 0 < progress[0] < 50
+    transcript = json.loads((out / "transcript.json").read_text())
     words = [w for s in transcript["segments"] for w in s["words"]]
     assert all(a["end"] <= b["start"] + 0.01 for a, b in zip(words, words[1:], strict=False))
-    assert not (tmp_path / "hls").exists()  # no master, no rendition
+    assert words[-1]["end"] > 40
+    assert not (out / "hls").exists()  # no master, no rendition
 
 
 @pytest.mark.parametrize(
@@ -175,3 +175,52 @@ def test_master_playlist_gets_one_rendition_per_language() -> None:
     assert lines[5] == '#EXT-X-STREAM-INF:BANDWIDTH=2800000,RESOLUTION=1280x720,SUBTITLES="subs"'
     both = with_subtitles(once, "de", "subs_de.m3u8")
     assert sum(line.startswith("#EXT-X-MEDIA:") for line in both.splitlines()) == 2
+
+
+def words_at(*spans: tuple[float, float, str]) -> list[Word]:
+    return [Word(a, b, t) for a, b, t in spans]
+
+
+def test_window_seams_fall_into_pauses_between_words() -> None:
+    rate, length, guard = 16_000, 10 * 16_000, 16_000  # a 10 s window, 1 s guard
+    first = Segment(
+        0.5, 6.0, "one two three", words_at((0.5, 1, "one"), (1, 5.5, "two"), (5.5, 6, "three"))
+    )
+    # A 0.8 s pause at 6.0-6.8, then speech that runs into the window's end.
+    second = Segment(
+        6.8,
+        10.0,
+        "four five six",
+        words_at((6.8, 7.5, "four"), (7.5, 8.8, "five"), (8.8, 10, "six")),
+    )
+
+    kept, cut = _seam([first, second], length, guard)
+    assert kept == [first] and cut == int(6.4 * rate)  # mid-pause, "four" read again
+
+    # No pause: the latest word boundary clear of the guard, splitting the segment.
+    joined = Segment(
+        0.5,
+        10.0,
+        "one two three four five six",
+        words_at(
+            (0.5, 1, "one"),
+            (1, 5.5, "two"),
+            (5.5, 6, "three"),
+            (6, 7.5, "four"),
+            (7.5, 8.8, "five"),
+            (8.8, 10, "six"),
+        ),
+    )
+    kept, cut = _seam([joined], length, guard)
+    assert [w.text for w in kept[0].words] == ["one", "two", "three", "four", "five"]
+    assert kept[0].text == "one two three four five" and cut == int(8.8 * rate)
+
+    # Speech that ended before the guard: keep all, read only the guard again.
+    assert _seam([first], length, guard) == ([first], length - guard)
+    assert _seam([], length, guard) == ([], length - guard)
+
+    # An engine without word times: the last segment is read again when that
+    # leaves progress, else everything is kept.
+    late = Segment(6.8, 10.0, "four five six")
+    assert _seam([Segment(0.5, 6.0, "one two three"), late], length, guard)[1] == int(6.8 * rate)
+    assert _seam([Segment(0.5, 10.0, "all of it")], length, guard)[1] == length

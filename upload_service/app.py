@@ -33,6 +33,7 @@ from .logs import log_event, request_id
 from .middleware import MethodOverride, RequestContext
 from .settings import Settings
 from .status import StatusReader, StatusStore
+from .status_cache import NearCache
 from .store import LocalStore, UploadStore
 from .store.base import UploadGone, UploadNotFound
 from .tus.draft import DRAFT_HEADERS, DraftHandler
@@ -83,7 +84,7 @@ class Services:
             "store": LocalStore(settings.uploads_dir),
             "locker": RedisLocker(redis, ttl=settings.lock_ttl),
             "status": StatusStore(settings.status_dir, sync_redis),
-            "reader": StatusReader(settings.status_dir, redis),
+            "reader": StatusReader(settings.status_dir, redis, NearCache(redis)),
             "jobs": DramatiqJobQueue.from_url(settings.redis_url),
             "redis": redis,
         }
@@ -144,6 +145,9 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         return await handler(request)
 
     routes = [
+        # The status API is polled far more than anything else: matched first.
+        Route("/v1/uploads", status_api.many, methods=["GET"]),
+        Route("/v1/uploads/{upload_id}", status_api.one, methods=["GET"]),
         Route("/files/", draft.or_else(tus.create), methods=["POST"]),
         Route("/files/", draft.or_else(tus.options), methods=["OPTIONS"]),
         Route("/files", draft.or_else(tus.create), methods=["POST"]),
@@ -153,8 +157,6 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             methods=["HEAD", "PATCH", "DELETE", "OPTIONS"],
         ),
         Route("/files/{upload_id}", download, methods=["GET"]),
-        Route("/v1/uploads", status_api.many, methods=["GET"]),
-        Route("/v1/uploads/{upload_id}", status_api.one, methods=["GET"]),
         Route("/v1/uploads/{upload_id}/events", webhook_api.events, methods=["GET"]),
         Route(
             "/v1/uploads/{upload_id}/events/{event_id}/resend",
@@ -190,7 +192,11 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         log_event(log, "server.started", data_dir=str(settings.data_dir))
+        if services.reader.near is not None:
+            services.reader.near.start()  # needs the running loop: here, not in __init__
         yield
+        if services.reader.near is not None:
+            await services.reader.near.stop()
         # uvicorn cancels requests still running past its grace period, then
         # lands here: give them a moment to record their offset and unlock.
         await tus.drain(grace=5)

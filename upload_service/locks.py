@@ -7,14 +7,18 @@ gets 423 does HEAD and retries, and a queued PATCH could never match its offset.
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from typing import Protocol
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from .errors import Locked
+
+log = logging.getLogger("upload_service.locks")
 
 # Delete the key only if it still holds our token: never release someone else's lock.
 _RELEASE = """
@@ -47,9 +51,16 @@ class MemoryLocker:
 
 
 class RedisLocker:
-    """SET NX with a TTL, renewed while held, so a crashed holder frees it within the TTL."""
+    """SET NX with a short TTL, renewed while held.
 
-    def __init__(self, redis: Redis, ttl: float = 30.0, prefix: str = "upload-lock:") -> None:
+    The TTL is short (default 8 s, renewed every third of it) because it is
+    also how long a SIGKILLed server's uploads stay locked: a client resuming
+    after a crash gets 423 only for that long. A holder that finds its lock
+    gone (its loop stalled past the TTL) is cancelled rather than write on
+    beside a new holder.
+    """
+
+    def __init__(self, redis: Redis, ttl: float = 8.0, prefix: str = "upload-lock:") -> None:
         self.redis = redis
         self.ttl_ms = int(ttl * 1000)
         self.prefix = prefix
@@ -60,16 +71,27 @@ class RedisLocker:
         token = secrets.token_hex(16)
         if not await self.redis.set(key, token, nx=True, px=self.ttl_ms):
             raise Locked()
-        renewer = asyncio.create_task(self._renew(key, token))
+        holder = asyncio.current_task()
+        renewer = asyncio.create_task(self._renew(key, token, holder))
         try:
             yield
         finally:
             renewer.cancel()
             with suppress(asyncio.CancelledError):
                 await renewer
-            await asyncio.shield(self.redis.eval(_RELEASE, 1, key, token))
+            with suppress(RedisError):  # unreleased, it still expires with its TTL
+                await asyncio.shield(self.redis.eval(_RELEASE, 1, key, token))
 
-    async def _renew(self, key: str, token: str) -> None:
+    async def _renew(self, key: str, token: str, holder: asyncio.Task[object] | None) -> None:
         while True:
             await asyncio.sleep(self.ttl_ms / 3000)
-            await self.redis.eval(_EXTEND, 1, key, token, self.ttl_ms)
+            try:
+                kept = await self.redis.eval(_EXTEND, 1, key, token, self.ttl_ms)
+            except RedisError as exc:  # a passing outage: the TTL leaves room to retry
+                log.warning("lock.renew_failed", extra={"fields": {"key": key, "error": str(exc)}})
+                continue
+            if not kept:
+                log.error("lock.lost", extra={"fields": {"key": key}})
+                if holder is not None:
+                    holder.cancel()
+                return

@@ -12,6 +12,8 @@ from . import metrics
 from .logs import log_event, request_id
 
 log = logging.getLogger("upload_service.http")
+QUIET_ROUTES = ("/healthz", "/metrics")
+POLL_ROUTES = ("/v1/uploads/{id}", "/v1/uploads")
 
 
 class RequestContext:
@@ -45,7 +47,10 @@ class RequestContext:
             route = _route_of(scope)
             metrics.REQUESTS.labels(scope["method"], route, str(status)).inc()
             metrics.REQUEST_SECONDS.labels(scope["method"], route).observe(elapsed)
-            if route not in ("/healthz", "/metrics"):
+            # Polls are counted above; a log line each would be most of their cost
+            # (thousands a second from a busy backend) and tell nothing new.
+            quiet = route in QUIET_ROUTES or (route in POLL_ROUTES and status < 400)
+            if not quiet:
                 log_event(
                     log,
                     "http.request",

@@ -75,7 +75,7 @@ class Settings:
     # Public base URL of published files; empty means "this server's /media/".
     public_url: str | None = None
     cors_origins: tuple[str, ...] = ("*",)
-    lock_ttl: int = 30
+    lock_ttl: int = 8
     # A PATCH body that sends nothing for this long is cut off (its bytes are
     # kept): a vanished client must not hold the upload's lock forever.
     body_timeout: float = 60.0

@@ -18,6 +18,7 @@ import anyio.to_thread
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
+from .status_cache import CHANNEL, NearCache
 from .store.base import UploadInfo
 from .store.local import atomic_write_json
 
@@ -91,7 +92,11 @@ class StatusStore:
         record["updated_at"] = iso()
         atomic_write_json(self._path(record["id"]), record)
         if self.redis is not None:
-            self.redis.set(CACHE_PREFIX + record["id"], encode(record), ex=CACHE_TTL)
+            # One round trip: the new body, and word to every server's near cache.
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.set(CACHE_PREFIX + record["id"], encode(record), ex=CACHE_TTL)
+            pipe.publish(CHANNEL, record["id"])
+            pipe.execute()
         return record
 
     def update(self, upload_id: str, **changes: Any) -> Record:
@@ -104,18 +109,30 @@ class StatusStore:
     def forget_cache(self, upload_id: str) -> None:
         if self.redis is not None:
             self.redis.delete(CACHE_PREFIX + upload_id)
+            self.redis.publish(CHANNEL, upload_id)
 
 
 class StatusReader:
     """The API's read path: one async Redis round trip, the file on a miss."""
 
-    def __init__(self, directory: Path, redis: AsyncRedis) -> None:
+    def __init__(self, directory: Path, redis: AsyncRedis, near: NearCache | None = None) -> None:
         self.directory = Path(directory)
         self.redis = redis
+        self.near = near  # see status_cache: skips the round trip for unchanged records
 
     async def get_raw(self, upload_id: str) -> bytes | None:
+        if self.near is None:
+            body = cast(bytes | None, await self.redis.get(CACHE_PREFIX + upload_id))
+            return body if body else await self._from_disk(upload_id)
+        body = self.near.get(upload_id)
+        if body is not None:
+            return body
+        epoch = self.near.epoch
         body = cast(bytes | None, await self.redis.get(CACHE_PREFIX + upload_id))
-        return body if body else await self._from_disk(upload_id)
+        body = body or await self._from_disk(upload_id)
+        if body:
+            self.near.put(upload_id, body, epoch)
+        return body
 
     async def get_many_raw(self, ids: list[str]) -> list[bytes]:
         if not ids:

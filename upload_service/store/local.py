@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import re
+import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -239,7 +240,9 @@ class _BatchWriter:
         # A task of its own, not a child of the request: cancelling the request
         # must not abandon a write that is already running in its thread.
         self._pending = asyncio.ensure_future(
-            anyio.to_thread.run_sync(_write_all, self.fd, batch, self.digest)
+            anyio.to_thread.run_sync(
+                _write_all, self.fd, batch, self.digest, limiter=_write_limiter()
+            )
         )
 
     async def drain(self) -> None:
@@ -251,6 +254,24 @@ class _BatchWriter:
         finally:
             if pending.done():  # not when only our wait was cancelled
                 self._pending = None
+
+
+# Bulk writes take their threads from a pool of their own: with a hundred uploads
+# at once they would otherwise hold all of anyio's default 40 worker threads
+# (a token is only returned when the busy event loop resumes the writer), and
+# every HEAD and status read queued behind them for a thread.
+WRITE_THREADS = 8
+_write_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _write_limiter() -> anyio.CapacityLimiter:
+    loop = asyncio.get_running_loop()  # a limiter belongs to one event loop
+    limiter = _write_limiters.get(loop)
+    if limiter is None:
+        limiter = _write_limiters[loop] = anyio.CapacityLimiter(WRITE_THREADS)
+    return limiter
 
 
 def _write_all(fd: int, batch: list[bytes], digest: Digest | None) -> int:
