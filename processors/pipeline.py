@@ -131,7 +131,11 @@ def process_upload(upload_id: str, ctx: PipelineContext) -> Record | None:
         )
         captions = None
         if ctx.settings.transcribe and media.has_audio:
-            captions = _transcribe(ctx, upload_id, source, out_dir, progress.start("transcribe"))
+            # The token's meta may name the lesson's language; else the setting; else detected.
+            language = info.meta.get("language") or ctx.settings.transcribe_language
+            captions = _transcribe(
+                ctx, upload_id, source, out_dir, language, progress.start("transcribe")
+            )
         items = [(source, original_name(info))] + [
             (p, str(p.relative_to(out_dir))) for p in sorted(out_dir.rglob("*")) if p.is_file()
         ]
@@ -163,6 +167,7 @@ def _transcribe(
     upload_id: str,
     source: Path,
     out_dir: Path,
+    language: str | None,
     on_progress: Callable[[float], None],
 ) -> TranscriptionResult | None:
     # Captions are an extra: without them the media is still worth publishing.
@@ -170,7 +175,7 @@ def _transcribe(
         return transcribe_media(
             source,
             out_dir,
-            ctx.settings.transcribe_language,
+            language,
             ctx.settings.whisper_model,
             on_progress,
         )
