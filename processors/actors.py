@@ -27,11 +27,14 @@ from upload_service.jobs import ACTOR_QUEUES, PIPELINE_QUEUE, DramatiqJobQueue
 from upload_service.logs import log_event
 from upload_service.settings import Settings
 from upload_service.status import StatusStore
+from upload_service.store.factory import make_store
 
 from .broker import setup_broker
 
 settings = Settings.from_env()
 broker = setup_broker(settings)
+# UPLOAD_STORE, as the server has it; built now so a bad setting stops the worker at start.
+store = make_store(settings)
 # The Dramatiq CLI installs plain stream handlers (they route worker output to
 # the main process); give them our formatter so event fields are not lost.
 # Subclasses (pytest's capture handlers, for one) are left alone.
@@ -63,6 +66,7 @@ def context() -> pipeline.PipelineContext:
         ),
         jobs=DramatiqJobQueue(broker),
         publisher=make_publisher(settings),
+        store=store,
     )
 
 

@@ -13,25 +13,33 @@ Idempotent: an upload already `ready` (or finally `failed`, or gone) is left
 alone, so a redelivered or duplicated message does no work twice. A redo after
 a crash starts from scratch in a wiped work dir and publishes the same names,
 so it ends with the same outputs.
+
+The upload comes through the store protocol (`UPLOAD_STORE`): a store with
+local files (the disk) hands over its path; any other (B2) is streamed into
+the job's work dir first, and that copy is what gets probed, transcoded and
+published as the original.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import anyio
+from anyio.from_thread import start_blocking_portal
 
 from upload_service.events import emit
 from upload_service.jobs import JobQueue
 from upload_service.logs import log_event
 from upload_service.settings import Settings
 from upload_service.status import Record, StatusStore
-from upload_service.store.base import UploadInfo
+from upload_service.store.base import UploadGone, UploadInfo, UploadNotFound, UploadStore
+from upload_service.store.factory import make_store
 
 from .failures import MediaError
 from .ffmpeg_run import Throttle
@@ -47,6 +55,7 @@ log = logging.getLogger("processors.pipeline")
 SETTLED = {"ready", "terminated", "expired"}
 PERMANENT_CODES = {"unsupported_media", "corrupt_media"}
 _SAFE_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
+T = TypeVar("T")
 
 
 @dataclass
@@ -55,18 +64,59 @@ class PipelineContext:
     status: StatusStore
     jobs: JobQueue
     publisher: Publisher
+    # Where uploads are (UPLOAD_STORE); None: built from the settings per job.
+    store: UploadStore | None = None
 
     @property
     def webhooks(self) -> bool:
         return bool(self.settings.webhook_url)
 
 
-def load_upload(settings: Settings, upload_id: str) -> UploadInfo | None:
+def run_async(func: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """Call an async store method from this sync code.
+
+    On an event loop of its own thread: a Dramatiq worker thread has no loop,
+    but a caller that runs one (tests do) would make `anyio.run` refuse.
+    """
+    with start_blocking_portal() as portal:
+        return portal.call(func, *args)
+
+
+def load_upload(store: UploadStore, upload_id: str) -> UploadInfo | None:
+    """The upload's info; None when it is unknown, terminated or expired."""
     try:
-        raw = (settings.uploads_dir / f"{upload_id}.info").read_text()
-    except (FileNotFoundError, OSError):
+        return run_async(store.get, upload_id)
+    except (UploadNotFound, UploadGone):
         return None
-    return UploadInfo.from_json(json.loads(raw))
+
+
+async def _copy_range(store: UploadStore, upload_id: str, size: int, target: Path) -> int:
+    written = 0
+    async with await anyio.open_file(target, "wb") as f:
+        async for block in store.open_range(upload_id, 0, size):
+            await f.write(block)
+            written += len(block)
+    return written
+
+
+def fetch_source(store: UploadStore, info: UploadInfo, work: Path) -> Path:
+    """A local file with the upload's bytes: the store's own, or a copy in `work`."""
+    local = store.path(info.id)
+    if local is not None:
+        return Path(local)
+    target = work / "source"
+    started = time.monotonic()
+    written = run_async(_copy_range, store, info.id, info.offset, target)
+    if written != info.offset:  # a cut-short download: transient, Dramatiq retries
+        raise OSError(f"upload {info.id}: fetched {written} of {info.offset} bytes")
+    log_event(
+        log,
+        "pipeline.source_fetched",
+        upload_id=info.id,
+        bytes=written,
+        seconds=round(time.monotonic() - started, 2),
+    )
+    return target
 
 
 def transcode_timeout(settings: Settings, duration: float | None) -> float:
@@ -98,23 +148,28 @@ class Progress:
 
 
 def process_upload(upload_id: str, ctx: PipelineContext) -> Record | None:
-    """Run the pipeline for one upload; returns its final record (None if gone)."""
+    """Run the pipeline for one upload; returns its final record (None if unknown)."""
     record = ctx.status.get(upload_id)
-    info = load_upload(ctx.settings, upload_id)
-    if record is None or info is None:
+    if record is None:
         log_event(log, "pipeline.skipped", upload_id=upload_id, reason="unknown upload")
         return None
     state = record["state"]
     error_code = (record.get("error") or {}).get("code")
+    # Decided on the record alone: a redelivered message costs no store call.
     if state in SETTLED or state == "uploading" or error_code in PERMANENT_CODES:
         log_event(log, "pipeline.skipped", upload_id=upload_id, state=state)
         return record
-    source = ctx.settings.uploads_dir / upload_id
+    store = ctx.store or make_store(ctx.settings)
+    info = load_upload(store, upload_id)
+    if info is None:
+        log_event(log, "pipeline.skipped", upload_id=upload_id, reason="unknown upload")
+        return None
     started = time.monotonic()
     log_event(log, "pipeline.started", upload_id=upload_id, attempt_state=state)
     progress = Progress(ctx, upload_id)
     with job_dir(ctx.settings.work_dir, upload_id) as work:
         progress.start("probe")
+        source = fetch_source(store, info, work)
         try:
             media = probe(source, info.kinds)
         except MediaError as exc:

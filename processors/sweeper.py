@@ -36,7 +36,8 @@ from upload_service.locks import RedisLocker
 from upload_service.logs import log_event
 from upload_service.settings import Settings
 from upload_service.status import StatusStore
-from upload_service.store import LocalStore, UploadGone, UploadNotFound, UploadStore
+from upload_service.store import UploadGone, UploadNotFound, UploadStore
+from upload_service.store.factory import make_store
 
 log = logging.getLogger("processors.sweeper")
 
@@ -84,8 +85,14 @@ async def sweep_store(
     return swept
 
 
-def sweep_expired_uploads(settings: Settings, now: float | None = None) -> list[str]:
-    """Expire every unfinished upload idle for longer than `settings.expiry`; their ids."""
+def sweep_expired_uploads(
+    settings: Settings, now: float | None = None, store: UploadStore | None = None
+) -> list[str]:
+    """Expire every unfinished upload idle for longer than `settings.expiry`; their ids.
+
+    `store`: the one UPLOAD_STORE names unless given (tests inject a simulated B2).
+    """
+    store = store or make_store(settings)
     sync_redis = Redis.from_url(settings.redis_url)
     status = StatusStore(settings.status_dir, sync_redis)
     jobs = DramatiqJobQueue.from_url(settings.redis_url) if settings.webhook_url else None
@@ -94,7 +101,7 @@ def sweep_expired_uploads(settings: Settings, now: float | None = None) -> list[
         redis = AsyncRedis.from_url(settings.redis_url)
         try:
             return await sweep_store(
-                LocalStore(settings.uploads_dir),
+                store,
                 status,
                 jobs,
                 RedisLocker(redis, ttl=settings.lock_ttl),

@@ -34,8 +34,9 @@ from .middleware import MethodOverride, RequestContext
 from .settings import Settings
 from .status import StatusReader, StatusStore
 from .status_cache import NearCache
-from .store import LocalStore, UploadStore
+from .store import UploadStore
 from .store.base import UploadGone, UploadNotFound
+from .store.factory import make_store
 from .tus.draft import DRAFT_HEADERS, DraftHandler
 from .tus.handler import TusConfig, TusHandler
 from .tus.headers import TUS_HEADERS, TUS_VERSION
@@ -81,7 +82,8 @@ class Services:
         )
         parts: dict[str, Any] = {
             "settings": settings,
-            "store": LocalStore(settings.uploads_dir),
+            # UPLOAD_STORE: the same factory the pipeline and the sweeper use.
+            "store": overrides.pop("store", None) or make_store(settings),
             "locker": RedisLocker(redis, ttl=settings.lock_ttl),
             "status": StatusStore(settings.status_dir, sync_redis),
             "reader": StatusReader(settings.status_dir, redis, NearCache(redis)),

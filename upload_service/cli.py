@@ -15,6 +15,7 @@ import time
 from urllib.parse import urlsplit
 
 from .settings import Settings
+from .store.factory import check_store_settings
 
 
 def _parse_meta(pairs: list[str]) -> dict[str, object]:
@@ -57,6 +58,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
             "UPLOAD_TOKEN_SECRET is not set: the server refuses to start without it "
             "(`upload-service dev` makes one for you)"
         )
+    check_store_settings(settings)  # UPLOAD_STORE: a clear message, before uvicorn starts
     logs.configure(settings.log_level, settings.log_json)
     uvicorn.run(
         "upload_service.asgi:app",
@@ -86,6 +88,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> None:
     from dramatiq.cli import main as dramatiq_main
     from dramatiq.cli import make_argument_parser
 
+    check_store_settings(settings)  # before the worker processes start
     argv = [
         "processors.actors",
         "--processes",
@@ -138,6 +141,7 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> None:
     """Everything on one machine: Redis if needed, a worker, the server."""
     env = dict(os.environ)
     children: list[subprocess.Popen[bytes]] = []
+    scratch: list[str] = []  # removed on exit
     if not _redis_answers(settings.redis_url):
         redis_server = shutil.which("redis-server")
         if not redis_server:
@@ -146,6 +150,7 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> None:
             )
         port = _free_port()
         redis_dir = tempfile.mkdtemp(prefix="upload-dev-redis-")
+        scratch.append(redis_dir)
         children.append(
             subprocess.Popen(
                 [
@@ -206,6 +211,8 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> None:
                 child.wait(15)
             except subprocess.TimeoutExpired:
                 child.kill()
+        for directory in scratch:
+            shutil.rmtree(directory, ignore_errors=True)
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)

@@ -106,6 +106,9 @@ class Settings:
     # Large files go up in parts of at least this many bytes (B2 minimum: 5 MB).
     b2_part_size: int = 100 * 1024 * 1024
     b2_upload_threads: int = 4
+    # Where tus uploads live: "local" (UPLOAD_DATA_DIR/uploads) or "b2" (the B2
+    # bucket, for server and workers without a shared disk; needs the B2 settings).
+    upload_store: str = "local"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -184,4 +187,5 @@ class Settings:
             b2_realm=env.get("B2_REALM") or "production",
             b2_part_size=_int(env, "B2_PART_SIZE", cls.b2_part_size),
             b2_upload_threads=_int(env, "B2_UPLOAD_THREADS", cls.b2_upload_threads),
+            upload_store=(env.get("UPLOAD_STORE") or "local").strip().lower(),
         )
