@@ -32,9 +32,10 @@ class Response:
 
 
 class Connection:
-    def __init__(self, port: int, sndbuf: int | None = None) -> None:
+    def __init__(self, port: int, sndbuf: int | None = None, timeout: float = 120.0) -> None:
         self.port = port
-        self.sock = socket.create_connection(("127.0.0.1", port))
+        # A server that stops answering fails the run instead of hanging it.
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if sndbuf:
             # A small send buffer makes "the last byte left the client" close to

@@ -393,6 +393,7 @@ def workers(bench: Bench) -> None:
     p = bench.params
     section = "Scaling with `serve --workers N` on this machine"
     uploads: dict[int, float] = {}
+    failed: dict[int, int] = {}
     polls: dict[int, float] = {}
     for n in p.workers:
         bench.log(f"--workers {n}")
@@ -408,6 +409,7 @@ def workers(bench: Bench) -> None:
             )
             bench.drop_files(proc)
             uploads[n] = r.mb_per_s
+            failed[n] = r.errors
             path, headers = status_target(bench, proc)
             polls[n] = load.poll(proc.port, path, headers, p.pollers, p.poll_seconds).rps
     one = p.workers[0]
@@ -420,6 +422,7 @@ def workers(bench: Bench) -> None:
                 "MB/s",
                 f"N={one}",
                 uploads[one],
+                note=f"failed uploads: {failed[n]} at N={n}, {failed[one]} at N={one}",
             ),
             Figure(section, f"status polling, N={n}", polls[n], "req/s", f"N={one}", polls[one]),
         ]

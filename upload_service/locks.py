@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from typing import Protocol
 
+import anyio
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -71,26 +72,39 @@ class RedisLocker:
         token = secrets.token_hex(16)
         if not await self.redis.set(key, token, nx=True, px=self.ttl_ms):
             raise Locked()
-        holder = asyncio.current_task()
-        renewer = asyncio.create_task(self._renew(key, token, holder))
+        done = asyncio.Event()
+        renewer = asyncio.create_task(self._renew(key, token, asyncio.current_task(), done))
         try:
             yield
         finally:
+            # Stop the renewer by a flag, not by cancellation alone: redis-py can
+            # swallow a cancel that lands inside a command, and a bare `await
+            # renewer` then hung the request (seen under 100 concurrent uploads).
+            done.set()
             renewer.cancel()
-            with suppress(asyncio.CancelledError):
-                await renewer
-            with suppress(RedisError):  # unreleased, it still expires with its TTL
-                await asyncio.shield(self.redis.eval(_RELEASE, 1, key, token))
+            # Shielded: a cancelled request (anyio cancels level-triggered) must
+            # still release its lock, or its upload answers 423 for a TTL.
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait({renewer}, timeout=self.ttl_ms / 1000)
+                with suppress(RedisError, TimeoutError):  # unreleased, it expires with its TTL
+                    await asyncio.wait_for(
+                        self.redis.eval(_RELEASE, 1, key, token), timeout=self.ttl_ms / 1000
+                    )
 
-    async def _renew(self, key: str, token: str, holder: asyncio.Task[object] | None) -> None:
-        while True:
-            await asyncio.sleep(self.ttl_ms / 3000)
+    async def _renew(
+        self, key: str, token: str, holder: asyncio.Task[object] | None, done: asyncio.Event
+    ) -> None:
+        while not done.is_set():
+            with suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), timeout=self.ttl_ms / 3000)
+            if done.is_set():
+                return
             try:
                 kept = await self.redis.eval(_EXTEND, 1, key, token, self.ttl_ms)
             except RedisError as exc:  # a passing outage: the TTL leaves room to retry
                 log.warning("lock.renew_failed", extra={"fields": {"key": key, "error": str(exc)}})
                 continue
-            if not kept:
+            if not kept and not done.is_set():
                 log.error("lock.lost", extra={"fields": {"key": key}})
                 if holder is not None:
                     holder.cancel()
