@@ -310,24 +310,13 @@ class Uploader:
             tus.location = None
 
     def _send_with_retries(self, tus: _TusFile, stream: IO[bytes], progress: _Monotonic) -> None:
-        attempt = 0
-        while True:
-            try:
-                tus.send_chunk(stream, progress)
-                return
-            except NETWORK_ERRORS as exc:
-                if attempt >= self.retry.retries:
-                    raise NetworkError(f"sending a chunk failed: {exc}") from exc
-            except _StatusFailure as exc:
-                assert exc.status is not None
-                if exc.status not in RETRY_STATUSES or attempt >= self.retry.retries:
-                    raise error_for_status(exc.status, exc.message, exc.body) from None
-            self.retry.sleep(attempt)
-            attempt += 1
+        def resync() -> None:
             # The server may hold part of the failed chunk: ask where it stands.
             tus.offset = self._call(tus.get_offset)
 
-    def _call(self, fn: Callable[[], Any]) -> Any:
+        self._call(lambda: tus.send_chunk(stream, progress), before_retry=resync)
+
+    def _call(self, fn: Callable[[], Any], before_retry: Callable[[], None] | None = None) -> Any:
         """Run one request, retrying transient failures, mapping final ones."""
         attempt = 0
         while True:
@@ -342,6 +331,8 @@ class Uploader:
                     raise error_for_status(exc.status, exc.message, exc.body) from None
             self.retry.sleep(attempt)
             attempt += 1
+            if before_retry is not None:
+                before_retry()
 
     def terminate(self, url: str) -> None:
         """Delete an upload (tus termination); Gone if it is already gone."""
