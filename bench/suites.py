@@ -395,6 +395,7 @@ def workers(bench: Bench) -> None:
     uploads: dict[int, float] = {}
     failed: dict[int, int] = {}
     polls: dict[int, float] = {}
+    head_p99: dict[int, float] = {}
     for n in p.workers:
         bench.log(f"--workers {n}")
         with bench.ours(workers=n) as proc:
@@ -410,6 +411,7 @@ def workers(bench: Bench) -> None:
             bench.drop_files(proc)
             uploads[n] = r.mb_per_s
             failed[n] = r.errors
+            head_p99[n] = load.percentile(r.head_ms, 99) if r.head_ms else float("nan")
             path, headers = status_target(bench, proc)
             polls[n] = load.poll(proc.port, path, headers, p.pollers, p.poll_seconds).rps
     one = p.workers[0]
@@ -425,6 +427,16 @@ def workers(bench: Bench) -> None:
                 note=f"failed uploads: {failed[n]} at N={n}, {failed[one]} at N={one}",
             ),
             Figure(section, f"status polling, N={n}", polls[n], "req/s", f"N={one}", polls[one]),
+            Figure(
+                section,
+                f"HEAD p99 during the uploads, N={n}",
+                head_p99[n],
+                "ms",
+                f"N={one}",
+                head_p99[one],
+                target="< 50 ms",
+                met=head_p99[n] < 50,
+            ),
         ]
 
 
