@@ -14,6 +14,8 @@ from redis.asyncio import BlockingConnectionPool
 from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -25,7 +27,7 @@ from starlette.staticfiles import StaticFiles
 
 from . import api, page, webhooks_api
 from .auth import TokenClaims, bearer, decode_token, is_api_key
-from .errors import NotFound, ServiceError
+from .errors import NotFound, ServiceError, Unavailable
 from .jobs import DramatiqJobQueue, JobQueue
 from .lifecycle import ServiceHooks
 from .locks import Locker, RedisLocker
@@ -208,7 +210,12 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     app = Starlette(
         routes=routes,
         middleware=middleware,
-        exception_handlers={ServiceError: service_error, Exception: internal_error},
+        exception_handlers={
+            ServiceError: service_error,
+            RedisConnectionError: redis_unavailable,
+            RedisTimeoutError: redis_unavailable,
+            Exception: internal_error,
+        },
         lifespan=lifespan,
     )
     app.state.services = services
@@ -225,18 +232,21 @@ async def service_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(body, status_code=exc.status, headers=headers)
 
 
+async def redis_unavailable(request: Request, exc: Exception) -> Response:
+    log.error("redis.unavailable", extra={"fields": {"path": request.url.path, "error": str(exc)}})
+    return await service_error(
+        request, Unavailable("Redis is not reachable; retry shortly")
+    )
+
+
 async def internal_error(request: Request, exc: Exception) -> Response:
+    rid = getattr(request.state, "request_id", None) or request_id.get()
     log.error(
         "http.internal_error",
         exc_info=exc,
-        extra={"fields": {"path": request.url.path, "method": request.method}},
+        extra={"fields": {"path": request.url.path, "method": request.method, "request_id": rid}},
     )
     return JSONResponse(
-        {
-            "error": {
-                "code": "internal_error",
-                "message": f"internal error; quote request id {request_id.get()}",
-            }
-        },
+        {"error": {"code": "internal_error", "message": f"internal error; quote request id {rid}"}},
         status_code=500,
     )

@@ -29,6 +29,9 @@ class RequestContext:
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         rid = incoming[:64] if incoming else secrets.token_hex(8)
         token = request_id.set(rid)
+        # Also in the scope: the 500 handler runs outside this middleware, after
+        # the context variable is reset, and must still quote the id.
+        scope.setdefault("state", {})["request_id"] = rid
         started = time.perf_counter()
         status = 500
 
