@@ -26,8 +26,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from . import api, page, webhooks_api
-from .auth import TokenClaims, bearer, decode_token, is_api_key
-from .errors import NotFound, ServiceError, Unavailable
+from .auth import TokenClaims, bearer, decode_token
+from .downloads import Downloads
+from .errors import ServiceError, Unavailable
 from .jobs import DramatiqJobQueue, JobQueue
 from .lifecycle import ServiceHooks
 from .locks import Locker, RedisLocker
@@ -37,7 +38,6 @@ from .settings import Settings
 from .status import StatusReader, StatusStore
 from .status_cache import NearCache
 from .store import UploadStore
-from .store.base import UploadGone, UploadNotFound
 from .store.factory import make_store
 from .tus.draft import DRAFT_HEADERS, DraftHandler
 from .tus.handler import TusConfig, TusHandler
@@ -123,19 +123,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     status_api = api.StatusAPI(services)
     webhook_api = webhooks_api.WebhooksAPI(services)
 
-    async def download(request: Request) -> Response:
-        """GET /files/{id}: the owner (token) or the backend (API key)."""
-        token = bearer(request.headers.get("authorization"))
-        upload_id = request.path_params["upload_id"]
-        # Credentials first: without them, a missing and an existing upload look alike.
-        owner = None if is_api_key(token, settings.api_key) else decode_token(token, secret).sub
-        try:
-            info = await services.store.get(upload_id)
-        except (UploadNotFound, UploadGone):
-            raise NotFound(f"upload {upload_id} not found") from None
-        if owner is not None and owner != info.owner:
-            raise NotFound(f"upload {upload_id} not found")
-        return await tus.download(request, info)
+    download = Downloads(services.store, secret, settings.api_key).endpoint
 
     async def upload_method(request: Request) -> Response:
         handler = {
@@ -234,9 +222,7 @@ async def service_error(request: Request, exc: Exception) -> Response:
 
 async def redis_unavailable(request: Request, exc: Exception) -> Response:
     log.error("redis.unavailable", extra={"fields": {"path": request.url.path, "error": str(exc)}})
-    return await service_error(
-        request, Unavailable("Redis is not reachable; retry shortly")
-    )
+    return await service_error(request, Unavailable("Redis is not reachable; retry shortly"))
 
 
 async def internal_error(request: Request, exc: Exception) -> Response:

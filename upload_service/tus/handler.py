@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import anyio
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from ..auth import TokenClaims
 from ..errors import (
@@ -363,37 +363,6 @@ class TusHandler:
         await self.hooks.terminated(info)
         return Response(status_code=204, headers=self._headers())
 
-    # -- GET: a finished upload's bytes, with Range ------------------------------
-    async def download(self, request: Request, info: UploadInfo) -> Response:
-        if not info.finished:
-            raise NotFound(f"upload {info.id} is not finished")
-        size = info.offset
-        start, end = 0, size
-        status = 200
-        headers = {
-            "Accept-Ranges": "bytes",
-            "Content-Type": "application/octet-stream",
-            "X-Content-Type-Options": "nosniff",
-        }
-        range_header = request.headers.get("range")
-        if range_header:
-            parsed = _parse_range(range_header, size)
-            if parsed is None:
-                return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
-            start, end = parsed
-            status = 206
-            headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-        headers["Content-Length"] = str(end - start)
-        filename = info.metadata.get("filename")
-        if filename:
-            safe = "".join(c for c in filename if c.isprintable() and c not in '"\\')
-            headers["Content-Disposition"] = f'attachment; filename="{safe}"'
-        if request.method == "HEAD":
-            return Response(status_code=status, headers=headers)
-        return StreamingResponse(
-            self.store.open_range(info.id, start, end), status_code=status, headers=headers
-        )
-
 
 def _check_room(request: Request, room: int) -> None:
     declared = request.headers.get("content-length", "").strip()
@@ -426,23 +395,3 @@ async def _body(request: Request, idle_timeout: float | None = None) -> AsyncIte
         if waiting.cancelled_caught:
             raise _Stalled()
         yield chunk
-
-
-def _parse_range(value: str, size: int) -> tuple[int, int] | None:
-    unit, _, spec = value.partition("=")
-    if unit.strip() != "bytes" or "," in spec:
-        return None
-    first, _, last = spec.strip().partition("-")
-    try:
-        if first == "":
-            suffix = int(last)
-            if suffix <= 0:
-                return None
-            return max(0, size - suffix), size
-        start = int(first)
-        end = int(last) + 1 if last else size
-    except ValueError:
-        return None
-    if start >= size or end <= start:
-        return None
-    return start, min(end, size)
