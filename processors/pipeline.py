@@ -43,6 +43,7 @@ from upload_service.store.factory import make_store
 
 from .failures import MediaError
 from .ffmpeg_run import Throttle
+from .joblock import JobLock, lock_ttl
 from .probe import MediaInfo, probe
 from .publish import Publisher
 from .transcode import TranscodeResult, transcode
@@ -148,7 +149,26 @@ class Progress:
 
 
 def process_upload(upload_id: str, ctx: PipelineContext) -> Record | None:
-    """Run the pipeline for one upload; returns its final record (None if unknown)."""
+    """Run the pipeline for one upload; returns its final record (None if unknown).
+
+    One run per upload at a time (`processors.joblock`): a duplicate message
+    that arrives while another run holds the lock returns at once, touching
+    neither the status nor the work dir. The lock is taken before the state is
+    read, so a run that ends `ready` meanwhile is seen as settled. Without
+    Redis (a status store without one) there is nothing to share, and no lock.
+    """
+    redis = ctx.status.redis
+    if redis is None:
+        return _process_upload(upload_id, ctx)
+    lock = JobLock(redis, upload_id, lock_ttl(ctx.settings.worker_heartbeat_timeout))
+    if not lock.acquire():
+        log_event(log, "pipeline.skipped", upload_id=upload_id, reason="already_running")
+        return ctx.status.get(upload_id)
+    with lock:
+        return _process_upload(upload_id, ctx)
+
+
+def _process_upload(upload_id: str, ctx: PipelineContext) -> Record | None:
     record = ctx.status.get(upload_id)
     if record is None:
         log_event(log, "pipeline.skipped", upload_id=upload_id, reason="unknown upload")

@@ -66,6 +66,8 @@ class Settings:
     expiry: int = 7 * 24 * 3600
     # Seconds between two runs of the periodic `sweep_expired` worker task.
     sweep_interval: int = 3600
+    # A status left `uploaded` this long (its job lost) gets `process_upload` re-sent by the sweep.
+    pipeline_resend_after: int = 600
     webhook_url: str | None = None
     webhook_secret: str | None = None
     webhook_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
@@ -148,6 +150,7 @@ class Settings:
             max_size=_int(env, "UPLOAD_MAX_SIZE", cls.max_size),
             expiry=_int(env, "UPLOAD_EXPIRY", cls.expiry),
             sweep_interval=_int(env, "UPLOAD_SWEEP_INTERVAL", cls.sweep_interval),
+            pipeline_resend_after=_int(env, "PIPELINE_RESEND_AFTER", cls.pipeline_resend_after),
             webhook_url=env.get("WEBHOOK_URL") or None,
             webhook_secret=env.get("WEBHOOK_SECRET") or None,
             webhook_schedule=_floats(env, "WEBHOOK_RETRY_SCHEDULE", cls.webhook_schedule),
