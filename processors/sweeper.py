@@ -10,6 +10,14 @@ It runs as `upload-service sweep` (once) and as the periodic Dramatiq actor
 `sweep_expired` on the `maintenance` queue, which re-enqueues itself with a
 delay. A worker that boots starts the chain unless a Redis key says one is
 already alive, so N worker processes still make one chain.
+
+Each periodic run also reconciles the processing trigger (`resend_stuck_uploads`):
+the server marks an upload `uploaded`, then sends `process_upload`; a Redis
+failure between the two leaves a status that waits for a job never sent. An
+upload still `uploaded` after PIPELINE_RESEND_AFTER seconds, or finished in the
+store while its status says `uploading`, gets the message (again). Harmless if
+the first one is merely queued: the pipeline's lock and idempotency make the
+second a no-op.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import functools
 import logging
 import secrets
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -35,8 +44,8 @@ from upload_service.jobs import MAINTENANCE_QUEUE, DramatiqJobQueue, JobQueue
 from upload_service.locks import RedisLocker
 from upload_service.logs import log_event
 from upload_service.settings import Settings
-from upload_service.status import StatusStore
-from upload_service.store import UploadGone, UploadNotFound, UploadStore
+from upload_service.status import Record, StatusStore
+from upload_service.store import UploadGone, UploadInfo, UploadNotFound, UploadStore
 from upload_service.store.factory import make_store
 
 log = logging.getLogger("processors.sweeper")
@@ -117,6 +126,79 @@ def sweep_expired_uploads(
         sync_redis.close()
 
 
+# -- reconciling the processing trigger ---------------------------------------------
+
+
+def _timestamp(iso_time: str) -> float:
+    return datetime.strptime(iso_time, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+
+
+def _needs_resend(info: UploadInfo, record: Record, resend_after: float, now: float) -> bool:
+    if record["state"] == "uploading":
+        return True  # finished bytes, but the status never heard of it
+    if record["state"] != "uploaded" or info.concat == "partial":
+        return False
+    try:
+        return _timestamp(record["updated_at"]) + resend_after < now
+    except (KeyError, ValueError):
+        return True  # an unreadable time: better one redundant job than none
+
+
+async def resend_store(
+    store: UploadStore, status: StatusStore, jobs: JobQueue, resend_after: float, now: float
+) -> list[str]:
+    resent = []
+    for upload_id in sorted(await store.list_ids()):
+        try:
+            info = await store.get(upload_id)
+        except (UploadNotFound, UploadGone, OSError):
+            continue
+        if not info.finished:
+            continue
+        record = await anyio.to_thread.run_sync(status.get, upload_id)
+        if record is None or not _needs_resend(info, record, resend_after, now):
+            continue
+        # Status first, as the server does: a failed send is found again next time.
+        # Rewriting it also restarts the clock, so a job that is merely queued behind
+        # a backlog is not re-sent on every sweep.
+        update = functools.partial(
+            status.update, upload_id, state="uploaded", offset=info.offset, length=info.length
+        )
+        try:
+            await anyio.to_thread.run_sync(update)
+        except KeyError:
+            continue
+        if info.concat == "partial":
+            continue  # a piece of a final upload, never processed on its own
+        jobs.send("process_upload", upload_id)
+        resent.append(upload_id)
+        log_event(log, "sweeper.resent", upload_id=upload_id, was=record["state"])
+    return resent
+
+
+def resend_stuck_uploads(
+    settings: Settings,
+    jobs: JobQueue,
+    now: float | None = None,
+    store: UploadStore | None = None,
+) -> list[str]:
+    """Send `process_upload` for finished uploads whose job was (maybe) never sent; their ids."""
+    store = store or make_store(settings)
+    sync_redis = Redis.from_url(settings.redis_url)
+    status = StatusStore(settings.status_dir, sync_redis)
+    try:
+        return anyio.run(
+            resend_store,
+            store,
+            status,
+            jobs,
+            settings.pipeline_resend_after,
+            time.time() if now is None else now,
+        )
+    finally:
+        sync_redis.close()
+
+
 # -- the periodic actor -----------------------------------------------------------
 
 
@@ -149,6 +231,10 @@ def run_periodic_sweep(
     without a chain (a one-off `sweep_expired` message) starts one if none lives.
     """
     try:
+        try:
+            resend_stuck_uploads(settings, DramatiqJobQueue(broker))
+        except Exception:  # its own failure must not stop the expiry sweep
+            log.exception("sweeper.resend_failed")
         return sweep_expired_uploads(settings)
     finally:
         # Even after a failed sweep: the chain must outlive one bad run.

@@ -26,11 +26,14 @@ from processors.sweeper import (
     CHAIN_KEY,
     SweepChainStarter,
     ensure_sweep_chain,
+    resend_stuck_uploads,
     run_periodic_sweep,
     sweep_expired,
     sweep_expired_uploads,
 )
+from upload_service.jobs import MemoryJobQueue
 from upload_service.settings import Settings
+from upload_service.status import StatusStore, iso
 
 pytestmark = pytest.mark.anyio
 
@@ -263,3 +266,99 @@ async def test_a_booting_worker_sweeps(
         assert message["args"][0] == 3600
     finally:
         await anyio.to_thread.run_sync(worker.stop)
+
+
+# -- re-sending lost pipeline jobs --------------------------------------------------
+
+
+def set_status(settings: Settings, upload_id: str, age: float = 0, **changes: Any) -> None:
+    """Rewrite a status record as a failure would have left it: `updated_at` `age` s ago."""
+    path = settings.status_dir / f"{upload_id}.json"
+    record = json.loads(path.read_text())
+    record.update(changes, updated_at=iso(time.time() - age))
+    path.write_text(json.dumps(record))
+    StatusStore(settings.status_dir, redis.Redis.from_url(settings.redis_url)).forget_cache(
+        upload_id
+    )
+
+
+def media_jobs(redis_client: redis.Redis, upload_id: str) -> list[dict[str, Any]]:
+    return [
+        m
+        for m in queued(redis_client, "media")
+        if m["actor_name"] == "process_upload" and m["args"] == [upload_id]
+    ]
+
+
+async def test_resends_lost_jobs_of_stale_uploaded_and_unnoticed_finished_uploads(
+    client: httpx.AsyncClient,
+    make_token: Callable[..., str],
+    settings: Settings,
+) -> None:
+    token = make_token()
+    resend_after = settings.pipeline_resend_after
+    # Marked `uploaded`, then Redis failed before the job was sent: long ago.
+    stale = await finished_upload(client, token, b"stale upload")
+    set_status(settings, stale, age=resend_after + 60)
+    # The last byte landed, then the status update itself failed: still `uploading`.
+    unnoticed = await finished_upload(client, token, b"unnoticed upload")
+    set_status(settings, unnoticed, age=resend_after + 60, state="uploading")
+    # Just finished: its job is most likely on its way.
+    fresh = await finished_upload(client, token, b"fresh upload")
+    set_status(settings, fresh, age=resend_after - 60)
+    # Not to be processed: unfinished, a partial, settled.
+    unfinished = await create(client, token, 100)
+    assert (await patch(client, token, unfinished, 0, b"u" * 40)).status_code == 204
+    set_status(settings, unfinished, age=resend_after + 60)
+    partial = await finished_upload(client, token, b"part", **{"Upload-Concat": "partial"})
+    set_status(settings, partial, age=resend_after + 60)
+    ready = await finished_upload(client, token, b"ready upload")
+    set_status(settings, ready, age=resend_after + 60, state="ready")
+    queue = MemoryJobQueue()
+
+    resent = await anyio.to_thread.run_sync(resend_stuck_uploads, settings, queue)
+
+    assert sorted(resent) == sorted([stale, unnoticed])
+    assert sorted(queue.sent) == sorted(
+        [("process_upload", (stale,)), ("process_upload", (unnoticed,))]
+    )
+    assert (await status_of(client, unnoticed))["state"] == "uploaded"
+    assert (await status_of(client, stale))["state"] == "uploaded"
+    assert (await status_of(client, unfinished))["state"] == "uploading"
+    assert (await status_of(client, ready))["state"] == "ready"
+    # The re-send restarted the clock: the next sweep leaves the queued jobs be...
+    assert await anyio.to_thread.run_sync(resend_stuck_uploads, settings, queue) == []
+    # ...until they are stale again.
+    later = time.time() + resend_after + 60
+    again = await anyio.to_thread.run_sync(lambda: resend_stuck_uploads(settings, queue, now=later))
+    assert sorted(again) == sorted([stale, unnoticed, fresh])
+
+
+def test_pipeline_resend_after_setting(tmp_path: Any) -> None:
+    env = {"PIPELINE_RESEND_AFTER": "42"}
+    assert Settings.from_env(env, dotenv=tmp_path / ".env").pipeline_resend_after == 42
+    assert Settings.from_env({}, dotenv=tmp_path / ".env").pipeline_resend_after == 600
+
+
+async def test_periodic_sweep_resends_through_the_broker(
+    client: httpx.AsyncClient,
+    make_token: Callable[..., str],
+    settings: Settings,
+    maintenance_queue: redis.Redis,
+) -> None:
+    redis_client = maintenance_queue
+    token = make_token()
+    stale = await finished_upload(client, token, b"stale upload")
+    set_status(settings, stale, age=settings.pipeline_resend_after + 60)
+    broker = RedisBroker(url=settings.redis_url)
+    try:
+        await anyio.to_thread.run_sync(run_periodic_sweep, settings, broker, 900)
+        [message] = media_jobs(redis_client, stale)
+        assert message["queue_name"] == "media"
+    finally:
+        broker.close()
+        # Leave nothing behind for a worker that a later test starts on this Redis.
+        for message in media_jobs(redis_client, stale):
+            key = message["options"]["redis_message_id"]
+            redis_client.hdel("dramatiq:media.msgs", key)
+            redis_client.lrem("dramatiq:media", 0, key)

@@ -115,10 +115,13 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace, settings: Settings) -> None:
-    from processors.sweeper import sweep_expired_uploads
+    from processors.sweeper import resend_stuck_uploads, sweep_expired_uploads
+
+    from .jobs import DramatiqJobQueue
 
     removed = sweep_expired_uploads(settings)
-    print(f"swept {len(removed)} expired upload(s)")
+    resent = resend_stuck_uploads(settings, DramatiqJobQueue.from_url(settings.redis_url))
+    print(f"swept {len(removed)} expired upload(s); re-sent {len(resent)} lost processing job(s)")
 
 
 def _redis_answers(url: str) -> bool:
