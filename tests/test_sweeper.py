@@ -261,7 +261,12 @@ async def test_a_booting_worker_sweeps(
             await anyio.sleep(0.05)
         assert (await status_of(client, stale))["state"] == "expired", worker.log()
         assert not (settings.uploads_dir / stale).exists()
-        # ...and the next sweep waits in the delay queue, an interval away.
+        # ...and the next sweep waits in the delay queue, an interval away (it is
+        # enqueued after the sweep's status writes, so wait for it too).
+        for _ in range(200):
+            if queued(maintenance_queue, "maintenance.DQ"):
+                break
+            await anyio.sleep(0.05)
         [message] = queued(maintenance_queue, "maintenance.DQ")
         assert message["args"][0] == 3600
     finally:
