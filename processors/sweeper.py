@@ -26,6 +26,7 @@ import functools
 import logging
 import secrets
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,6 +57,15 @@ CHAIN_KEY = "upload-sweeper:chain"
 MAX_DELAY = 6 * 24 * 3600
 
 
+async def stored_uploads(store: UploadStore) -> AsyncIterator[UploadInfo]:
+    """Every upload the store holds now, skipping those that vanish meanwhile."""
+    for upload_id in sorted(await store.list_ids()):
+        try:
+            yield await store.get(upload_id)
+        except (UploadNotFound, UploadGone, OSError):
+            continue  # already swept, terminated meanwhile, or half-created
+
+
 async def sweep_store(
     store: UploadStore,
     status: StatusStore,
@@ -65,11 +75,8 @@ async def sweep_store(
     now: float,
 ) -> list[str]:
     swept = []
-    for upload_id in sorted(await store.list_ids()):
-        try:
-            info = await store.get(upload_id)
-        except (UploadNotFound, UploadGone, OSError):
-            continue  # already swept, terminated meanwhile, or half-created
+    async for info in stored_uploads(store):
+        upload_id = info.id
         if info.finished or info.updated_at + expiry >= now:
             continue
         try:
@@ -148,11 +155,8 @@ async def resend_store(
     store: UploadStore, status: StatusStore, jobs: JobQueue, resend_after: float, now: float
 ) -> list[str]:
     resent = []
-    for upload_id in sorted(await store.list_ids()):
-        try:
-            info = await store.get(upload_id)
-        except (UploadNotFound, UploadGone, OSError):
-            continue
+    async for info in stored_uploads(store):
+        upload_id = info.id
         if not info.finished:
             continue
         record = await anyio.to_thread.run_sync(status.get, upload_id)

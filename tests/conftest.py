@@ -20,15 +20,38 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 import redis
 
 from upload_service.app import Services, create_app
-from upload_service.cli import mint_token
 from upload_service.jobs import MemoryJobQueue
 from upload_service.settings import Settings
 
 TOKEN_SECRET = "test-secret-0123456789abcdef0123456789abcdef"
+
+
+def mint_token(
+    secret: str,
+    sub: str,
+    ttl: int = 3600,
+    max_bytes: int | None = None,
+    kinds: list[str] | None = None,
+    meta: dict[str, Any] | None = None,
+) -> str:
+    """Like client_sdk.mint_upload_token, but without its checks: tests also need
+    expired tokens and out-of-range claims, to see the server refuse them."""
+    now = int(time.time())
+    claims: dict[str, Any] = {"sub": sub, "exp": now + ttl, "iat": now}
+    if max_bytes is not None:
+        claims["max_bytes"] = max_bytes
+    if kinds:
+        claims["kinds"] = kinds
+    if meta:
+        claims["meta"] = meta
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
 API_KEY = "test-api-key"
 
 

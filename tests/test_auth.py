@@ -10,8 +10,8 @@ import jwt
 import pytest
 from conftest import TOKEN_SECRET
 
+from client_sdk import mint_upload_token as mint_token
 from upload_service.auth import TokenClaims, bearer, decode_token, is_api_key
-from upload_service.cli import mint_token
 from upload_service.errors import Unauthorized
 
 

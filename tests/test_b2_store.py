@@ -18,7 +18,8 @@ from upload_service.app import Services, create_app
 from upload_service.jobs import MemoryJobQueue
 from upload_service.settings import Settings
 from upload_service.store import ChecksumMismatch, UploadStore
-from upload_service.store.b2 import B2Store, _Spool
+from upload_service.store.b2 import B2Store
+from upload_service.store.spool import Spool
 
 pytestmark = pytest.mark.anyio
 
@@ -114,7 +115,7 @@ async def test_a_stale_tail_is_never_counted_twice(b2_store: B2Store, fake_b2: F
     state = b2_store._read_state("up1")
     state.large_file_id = b2_store._start_large_file("up1", state.info)
     spool_data = data[: 5 * MB + 1]
-    spool = _Spool(None)
+    spool = Spool(None)
     spool.append(spool_data)
     b2_store._flush_parts("up1", state, spool).close()
     spool.close()

@@ -14,11 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import API_KEY, TOKEN_SECRET, LiveServer, RedisServer
+from conftest import API_KEY, TOKEN_SECRET, LiveServer, RedisServer, mint_token
 from media_helpers import make_video
 from pipeline_helpers import WorkerProcess, ffprobe_json, get_status, upload_file, wait_for_state
 
-from upload_service.cli import mint_token
 from upload_service.settings import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import API_KEY, TOKEN_SECRET, LiveServer, RedisServer
+from conftest import API_KEY, TOKEN_SECRET, LiveServer, RedisServer, mint_token
 from media_helpers import make_audio, make_text_file, make_truncated_mp4, make_video
 from pipeline_helpers import (
     WorkerProcess,
@@ -28,7 +28,6 @@ from pipeline_helpers import (
 )
 from webhook_helpers import SECRET, Receiver, wait_until
 
-from upload_service.cli import mint_token
 from upload_service.settings import Settings
 
 pytestmark = pytest.mark.e2e

@@ -14,6 +14,8 @@ import tempfile
 import time
 from urllib.parse import urlsplit
 
+from client_sdk import mint_upload_token
+
 from .settings import Settings
 from .store.factory import check_store_settings
 
@@ -26,26 +28,6 @@ def _parse_meta(pairs: list[str]) -> dict[str, object]:
             raise SystemExit(f"--meta takes key=value, got {pair!r}")
         meta[key] = int(value) if value.lstrip("-").isdigit() else value
     return meta
-
-
-def mint_token(
-    secret: str,
-    sub: str,
-    ttl: int = 3600,
-    max_bytes: int | None = None,
-    kinds: list[str] | None = None,
-    meta: dict[str, object] | None = None,
-) -> str:
-    import jwt
-
-    claims: dict[str, object] = {"sub": sub, "exp": int(time.time()) + ttl, "iat": int(time.time())}
-    if max_bytes is not None:
-        claims["max_bytes"] = max_bytes
-    if kinds:
-        claims["kinds"] = kinds
-    if meta:
-        claims["meta"] = meta
-    return jwt.encode(claims, secret, algorithm="HS256")
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
@@ -103,7 +85,7 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> None:
     if not settings.token_secret:
         raise SystemExit("UPLOAD_TOKEN_SECRET is not set")
     print(
-        mint_token(
+        mint_upload_token(
             settings.token_secret,
             args.sub,
             ttl=args.ttl,
@@ -194,7 +176,7 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> None:
     children.append(
         subprocess.Popen([*exe, "serve", "--host", args.host, "--port", str(args.port)], env=env)
     )
-    token = mint_token(env["UPLOAD_TOKEN_SECRET"], "dev-user", ttl=7 * 24 * 3600)
+    token = mint_upload_token(env["UPLOAD_TOKEN_SECRET"], "dev-user", ttl=7 * 24 * 3600)
     base = f"http://{args.host}:{args.port}"
     print(
         f"\nupload page:   {base}/upload#token={token}\n"

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
+
+from .store.base import is_safe_id
 
 Event = dict[str, Any]
 Attempt = dict[str, Any]
 
-_SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 # What an attempt ended in: the receiver took it, a retry is scheduled,
 # the receiver answered 410 (stop), or the retry schedule ran out.
@@ -37,7 +37,7 @@ class WebhookLog:
         self.directory = Path(directory)
 
     def path(self, upload_id: str) -> Path:
-        if not _SAFE_ID.match(upload_id):
+        if not is_safe_id(upload_id):
             raise KeyError(upload_id)
         return self.directory / f"{upload_id}.jsonl"
 

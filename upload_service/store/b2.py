@@ -24,16 +24,12 @@ B2 cannot serve the parts of an unfinished large file.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import os
-import re
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -41,11 +37,11 @@ from b2sdk.v2 import B2Api, Bucket
 from b2sdk.v2.exception import FileNotPresent
 
 from ..b2client import original_content_type, retrying
-from .base import ChecksumMismatch, Digest, UploadGone, UploadInfo, UploadNotFound
+from .base import ChecksumMismatch, Digest, UploadGone, UploadInfo, UploadNotFound, is_safe_id
+from .spool import Spool
 
 MB = 1024 * 1024
 READ_BLOCK = 1024 * 1024
-_SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 @dataclass
@@ -64,43 +60,6 @@ class _State:
         if self.finished_size is not None:
             return self.finished_size
         return sum(size for size, _ in self.parts) + self.tail_size
-
-
-class _Spool:
-    """The bytes not yet in a part: a scratch file, never a whole part in memory."""
-
-    def __init__(self, directory: str | None) -> None:
-        fd, self.path = tempfile.mkstemp(prefix="b2tail-", dir=directory)
-        self.file: BinaryIO = os.fdopen(fd, "w+b")
-        self.size = 0
-
-    def append(self, data: bytes) -> None:
-        self.file.write(data)
-        self.size += len(data)
-
-    def split(self, at: int, directory: str | None) -> _Spool:
-        """Keep the first `at` bytes here; the rest move to a new spool."""
-        rest = _Spool(directory)
-        self.file.seek(at)
-        while block := self.file.read(READ_BLOCK):
-            rest.append(block)
-        self.file.truncate(at)
-        self.file.flush()
-        self.size = at
-        return rest
-
-    def sha1(self) -> str:
-        self.file.flush()
-        self.file.seek(0)
-        digest = hashlib.sha1()
-        while block := self.file.read(READ_BLOCK):
-            digest.update(block)
-        return digest.hexdigest()
-
-    def close(self) -> None:
-        self.file.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
 
 
 class B2Store:
@@ -140,7 +99,7 @@ class B2Store:
         return retrying(call, self.attempts, self.backoff, what="b2store")
 
     def _folder(self, upload_id: str) -> str:
-        if not _SAFE_ID.match(upload_id):
+        if not is_safe_id(upload_id):
             raise UploadNotFound(upload_id)
         return f"{self.root}{upload_id}/"
 
@@ -240,8 +199,8 @@ class B2Store:
         if complete and state.finished_size is None:
             self._complete(state)  # a deferred length that equals what arrived
 
-    def _load_tail(self, upload_id: str, state: _State) -> _Spool:
-        spool = _Spool(self.spool_dir)
+    def _load_tail(self, upload_id: str, state: _State) -> Spool:
+        spool = Spool(self.spool_dir)
         if state.tail_size:
             name = self._folder(upload_id) + "tail"
             offset = 0
@@ -251,7 +210,7 @@ class B2Store:
                 offset = end
         return spool
 
-    def _flush_parts(self, upload_id: str, state: _State, spool: _Spool) -> _Spool:
+    def _flush_parts(self, upload_id: str, state: _State, spool: Spool) -> Spool:
         """Upload `part_size` bytes as the next part while more than that is buffered."""
         api, bucket = self._b2()
         while spool.size > self.part_size:
@@ -261,7 +220,7 @@ class B2Store:
             sha1 = spool.sha1()
             number = len(state.parts) + 1
 
-            def upload_part(spool: _Spool = spool, sha1: str = sha1, number: int = number) -> Any:
+            def upload_part(spool: Spool = spool, sha1: str = sha1, number: int = number) -> Any:
                 spool.file.seek(0)
                 return api.session.upload_part(
                     state.large_file_id, number, spool.size, sha1, spool.file
@@ -282,7 +241,7 @@ class B2Store:
         )
         return str(started.file_id)
 
-    def _commit_tail(self, upload_id: str, state: _State, spool: _Spool) -> None:
+    def _commit_tail(self, upload_id: str, state: _State, spool: Spool) -> None:
         """Replace the tail with the spool's bytes, tagged with the part count."""
         _, bucket = self._b2()
         old = self._tail_versions(upload_id)
@@ -302,7 +261,7 @@ class B2Store:
         state.tail_size = spool.size
         self._delete(old)
 
-    def _complete(self, state: _State, spool: _Spool | None = None) -> None:
+    def _complete(self, state: _State, spool: Spool | None = None) -> None:
         """All bytes are here: make `data` a finished B2 file, drop the tail."""
         api, bucket = self._b2()
         upload_id = state.info.id
@@ -378,7 +337,7 @@ class B2Store:
         spool = await anyio.to_thread.run_sync(self._load_tail, info.id, state)
         # A checksummed chunk is spooled on its own and joins the rest only
         # once its digest matched: nothing of a bad chunk ever reaches B2.
-        staged = _Spool(self.spool_dir) if checksum else spool
+        staged = Spool(self.spool_dir) if checksum else spool
         received = 0
         try:
             try:
@@ -417,7 +376,7 @@ class B2Store:
                 staged.close()
             spool.close()
 
-    def _finish_write(self, info: UploadInfo, state: _State, spool: _Spool) -> int:
+    def _finish_write(self, info: UploadInfo, state: _State, spool: Spool) -> int:
         spool = self._flush_parts(info.id, state, spool)
         try:
             offset = sum(size for size, _ in state.parts) + spool.size

@@ -7,10 +7,19 @@ implements, so all tus extensions are always advertised.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
+
+# Upload ids are opaque and URL-safe; anything else names no upload (and can
+# never reach a path or an object key).
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+def is_safe_id(upload_id: str) -> bool:
+    return bool(_SAFE_ID.match(upload_id))
 
 
 class UploadNotFound(LookupError):

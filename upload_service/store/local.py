@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,14 +23,13 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
-from .base import ChecksumMismatch, Digest, UploadGone, UploadInfo, UploadNotFound
+from .base import ChecksumMismatch, Digest, UploadGone, UploadInfo, UploadNotFound, is_safe_id
 
 # Chunks from the socket are gathered up to this size, then written with one
 # writev() in a thread while the next batch is read (see _BatchWriter): memory
 # stays at about two batches per upload, and there are few thread hops.
 WRITE_BATCH = 1024 * 1024
 READ_BLOCK = 256 * 1024
-_SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 def atomic_write_json(path: Path, data: object) -> None:
@@ -48,7 +46,7 @@ class LocalStore:
 
     # -- paths -------------------------------------------------------------
     def _data(self, upload_id: str) -> Path:
-        if not _SAFE_ID.match(upload_id):
+        if not is_safe_id(upload_id):
             raise UploadNotFound(upload_id)
         return self.directory / upload_id
 
