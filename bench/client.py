@@ -17,9 +17,9 @@ from .procs import TOKEN_SECRET
 
 
 def make_token(sub: str = "bench-user") -> str:
-    from upload_service.cli import mint_token
+    from client_sdk import mint_upload_token
 
-    return mint_token(TOKEN_SECRET, sub, ttl=24 * 3600)
+    return mint_upload_token(TOKEN_SECRET, sub, ttl=24 * 3600)
 
 
 @dataclass

@@ -4,10 +4,12 @@ an asyncio poller holding hundreds of keep-alive connections."""
 from __future__ import annotations
 
 import asyncio
-import threading
+import multiprocessing
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
 
 from . import client
 
@@ -40,21 +42,6 @@ def concurrent_uploads(
     """`uploads` uploads of `size` bytes at once, each one PATCH, while HEAD is timed."""
     with client.Connection(port) as conn:
         probe_path = client.create(conn, base, token, 1024)
-    stop = threading.Event()
-    head_ms: list[float] = []
-    head_errors = 0
-
-    def probe() -> None:
-        nonlocal head_errors
-        with client.Connection(port) as conn:
-            while not stop.is_set():
-                t0 = time.perf_counter()
-                r = conn.request("HEAD", probe_path, client.tus_headers(token))
-                if r.status == 200:
-                    head_ms.append((time.perf_counter() - t0) * 1000)
-                else:
-                    head_errors += 1
-                stop.wait(0.01)
 
     def one(i: int) -> bool:
         try:
@@ -66,16 +53,41 @@ def concurrent_uploads(
         except Exception:
             return False
 
-    prober = threading.Thread(target=probe, daemon=True)
+    # The prober is a process of its own: in this one it would wait for the GIL
+    # behind a hundred upload threads, and time this client instead of the server.
+    spawn = multiprocessing.get_context("spawn")
+    stop = spawn.Event()
+    results, sink = spawn.Pipe(duplex=False)
+    prober = spawn.Process(target=probe_heads, args=(port, probe_path, token, stop, sink))
     prober.start()
-    time.sleep(0.2)
+    if not results.poll(30):  # the prober says when its connection is up
+        raise RuntimeError("the HEAD prober did not start")
+    results.recv()
     started = time.perf_counter()
     with ThreadPoolExecutor(uploads) as pool:
         ok = list(pool.map(one, range(uploads)))
     seconds = time.perf_counter() - started
     stop.set()
+    head_ms, head_errors = results.recv()
     prober.join()
     return ConcurrentResult(uploads, size, seconds, ok.count(False), head_ms, head_errors)
+
+
+def probe_heads(port: int, path: str, token: str | None, stop: Any, sink: Connection) -> None:
+    """HEAD `path` every 10 ms until `stop`; sends back (latencies in ms, failures)."""
+    head_ms: list[float] = []
+    errors = 0
+    with client.Connection(port) as conn:
+        sink.send("ready")
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            r = conn.request("HEAD", path, client.tus_headers(token))
+            if r.status == 200:
+                head_ms.append((time.perf_counter() - t0) * 1000)
+            else:
+                errors += 1
+            stop.wait(0.01)
+    sink.send((head_ms, errors))
 
 
 @dataclass

@@ -13,6 +13,19 @@ threshold (512 KiB) was measured and cost more CPU, because the application
 then gets several pieces that must be joined. Memory per connection stays
 bounded exactly as with uvicorn's own flow control.
 
+Large bodies skip even that: once a request's headers are parsed, a body of
+known length gets the ASGI extension `BODY_TO_FILE` in its scope, with which
+the application has the bytes moved from the socket straight into a file in
+the kernel, by a worker thread (see body_splice.py); the event loop never sees
+them. The application calls it instead of `receive()`:
+
+    moved, outcome = await scope["extensions"][BODY_TO_FILE]["to_file"](fd, limit, idle_timeout)
+
+It returns None, before touching anything, when it cannot (the request is
+over already): the body is then read with `receive()` as usual. `outcome` is
+"done", "eof" (the client went away), "stalled" (nothing for `idle_timeout`
+s) or "stopped"; the bytes moved are in the file whatever the outcome.
+
 `serve` passes this class to uvicorn as `http=`; importing this module (which
 uvicorn does in every worker process) also tunes glibc's malloc, see below.
 """
@@ -22,10 +35,17 @@ from __future__ import annotations
 import ctypes
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+import httptools
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+from . import metrics
+from .body_splice import BODY_TO_FILE, BodyJob, Outcome, move_body, splice_supported
 
 # Reading pauses once this much body waits for the application (uvicorn's value).
 HIGH_WATER = 64 * 1024
+
+# Smaller bodies are cheaper through the event loop than through a thread hop.
+SPLICE_MIN = 512 * 1024
 
 
 def tune_malloc(mmap_threshold: int = 4 * 1024 * 1024, trim_threshold: int = 32 * 1024**2) -> bool:
@@ -76,6 +96,7 @@ class _Pieces:
 
 class UploadHttpToolsProtocol(HttpToolsProtocol):
     def on_body(self, body: bytes) -> None:
+        self.body_seen += len(body)
         cycle = self.cycle
         if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
             return
@@ -91,3 +112,77 @@ class UploadHttpToolsProtocol(HttpToolsProtocol):
         if pending.size > HIGH_WATER:
             self.flow.pause_reading()
         cycle.message_event.set()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.body_seen = 0  # body bytes of the current request the parser has handed on
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self.body_seen = 0
+        length = self._spliceable_length()
+        if length is not None and self.cycle is not None and self.cycle.scope is self.scope:
+            mover = _BodyMover(self, self.cycle, length)
+            extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
+            extensions[BODY_TO_FILE] = {"to_file": mover.to_file}
+
+    def _spliceable_length(self) -> int | None:
+        """The body's Content-Length when it may be spliced, else None."""
+        if self.scheme != "http" or not splice_supported():
+            return None  # TLS bytes must be decrypted by the transport
+        length = None
+        for name, value in self.headers:
+            if name == b"transfer-encoding":
+                return None
+            if name == b"content-length":
+                length = int(value)  # httptools already rejected a malformed one
+        return length if length is not None and length >= SPLICE_MIN else None
+
+    def restart_parser(self) -> None:
+        """After a body was spliced past httptools: the next bytes start a new request."""
+        self.parser = httptools.HttpRequestParser(self)
+        if hasattr(self.parser, "set_dangerous_leniencies"):  # as uvicorn does
+            self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
+
+
+class _BodyMover:
+    """The `to_file` of one request: its body's remaining bytes, socket to file."""
+
+    def __init__(
+        self, protocol: UploadHttpToolsProtocol, cycle: RequestResponseCycle, length: int
+    ) -> None:
+        self.protocol = protocol
+        self.cycle = cycle
+        self.length = length
+
+    async def to_file(
+        self, fd: int, limit: int, idle_timeout: float | None
+    ) -> tuple[int, str] | None:
+        protocol, cycle = self.protocol, self.cycle
+        if protocol.cycle is not cycle or cycle.disconnected or cycle.response_complete:
+            return None
+        sock = protocol.transport.get_extra_info("socket")
+        if sock is None:
+            return None
+        # Stop the event loop reading this socket: from here a lane does.
+        protocol.flow.pause_reading()
+        if cycle.waiting_for_100_continue and not protocol.transport.is_closing():
+            protocol.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            cycle.waiting_for_100_continue = False
+        head = bytes(cycle.body)[:limit]  # what the parser already handed on
+        cycle.body = bytearray()
+        remaining = self.length - protocol.body_seen
+        wanted = min(remaining, limit - len(head))
+        moved, outcome = await move_body(BodyJob(sock, fd, head, wanted, idle_timeout))
+        metrics.BYTES_SPLICED.inc(moved)
+        if outcome is Outcome.DONE and wanted == remaining:
+            cycle.more_body = False
+            cycle.message_event.set()
+            if remaining:  # else the parser saw the end itself, maybe a next request too
+                protocol.restart_parser()
+        else:
+            # The parser lost count of this body: the connection cannot carry another request.
+            cycle.keep_alive = False
+            if outcome is Outcome.EOF:
+                protocol.transport.close()
+        return len(head) + moved, outcome.value

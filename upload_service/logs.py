@@ -1,12 +1,23 @@
-"""Structured logs: one JSON object a line, with stable event names and the request id."""
+"""Structured logs: one JSON object a line, with stable event names and the request id.
+
+Records are formatted and written by a thread of their own (a QueueHandler and
+its listener): on the event loop, writing to a slow stderr pipe stalls every
+request, and under load formatting took a sixth of the loop's busy time.
+"""
 
 from __future__ import annotations
 
+import atexit
 import contextvars
+import copy
 import json
 import logging
+import logging.handlers
+import queue
+import signal
 import sys
-from typing import Any
+import threading
+from typing import Any, TextIO
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
@@ -19,34 +30,91 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": record.getMessage(),
         }
-        rid = request_id.get()
+        rid = _request_id(record)
         if rid:
             entry["request_id"] = rid
         entry.update(getattr(record, "fields", {}))
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+        exc = _exception_text(self, record)
+        if exc:
+            entry["exc"] = exc
         return json.dumps(entry, default=str)
 
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields = " ".join(f"{k}={v}" for k, v in getattr(record, "fields", {}).items())
-        rid = request_id.get()
+        rid = _request_id(record)
         prefix = (
             f"{self.formatTime(record, '%H:%M:%S')} {record.levelname:<7} {record.getMessage()}"
         )
         text = " ".join(p for p in (prefix, f"request_id={rid}" if rid else "", fields) if p)
-        if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
+        exc = _exception_text(self, record)
+        if exc:
+            text += "\n" + exc
         return text
 
 
-def configure(level: str = "INFO", as_json: bool = True) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if as_json else TextFormatter())
+def _request_id(record: logging.LogRecord) -> str | None:
+    # Stamped when the record was queued: the writer thread has no request context.
+    stamped: str | None = getattr(record, "request_id", None)
+    return stamped or request_id.get()
+
+
+def _exception_text(formatter: logging.Formatter, record: logging.LogRecord) -> str | None:
+    if record.exc_text:
+        return record.exc_text
+    return formatter.formatException(record.exc_info) if record.exc_info else None
+
+
+class _Enqueue(logging.handlers.QueueHandler):
+    """Hands records to the writer thread, with what only the caller's thread knows."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record = copy.copy(record)
+        record.msg, record.args = record.getMessage(), None
+        if record.exc_info:  # tracebacks do not cross threads well: keep their text
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+        record.request_id = request_id.get()
+        return record
+
+
+_listener: logging.handlers.QueueListener | None = None
+
+
+@atexit.register
+def stop_writer() -> None:
+    """Write what is queued and stop the writer thread (also run at exit)."""
+    global _listener
+    if _listener is not None:
+        _listener.stop()
+        _listener = None
+
+
+def configure(level: str = "INFO", as_json: bool = True, stream: TextIO | None = None) -> None:
+    global _listener
+    writer = logging.StreamHandler(stream or sys.stderr)
+    writer.setFormatter(JsonFormatter() if as_json else TextFormatter())
+    stop_writer()
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    _listener = logging.handlers.QueueListener(records, writer)
+    _listener.start()
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [_Enqueue(records)]
     root.setLevel(level)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _flush_then_die)
+
+
+def _flush_then_die(signum: int, frame: object) -> None:
+    """SIGTERM kills without running atexit: write the queued records first.
+
+    uvicorn captures SIGTERM while serving and raises it again once shut down,
+    into the handler that was there before: this one, so its last lines land.
+    """
+    stop_writer()
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)
 
 
 def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:

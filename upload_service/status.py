@@ -20,7 +20,7 @@ from redis.asyncio import Redis as AsyncRedis
 
 from .status_cache import CHANNEL, NearCache
 from .store.base import UploadInfo
-from .store.local import atomic_write_json
+from .store.local import atomic_write_bytes
 
 STATES = ("uploading", "uploaded", "processing", "ready", "failed", "terminated", "expired")
 STAGES = ("probe", "transcode", "transcribe", "publish")
@@ -80,29 +80,37 @@ class StatusStore:
         return self._load(upload_id)
 
     def _load(self, upload_id: str) -> Record | None:
-        try:
-            body = self._path(upload_id).read_bytes()
-        except (FileNotFoundError, OSError):
+        body = self._read_file(upload_id)
+        if body is None:
             return None
         if self.redis is not None:
             self.redis.set(CACHE_PREFIX + upload_id, body, ex=CACHE_TTL)
-        return json.loads(body)
+        return cast(Record, json.loads(body))
+
+    def _read_file(self, upload_id: str) -> bytes | None:
+        try:
+            return self._path(upload_id).read_bytes()
+        except OSError:  # FileNotFoundError included
+            return None
 
     def put(self, record: Record) -> Record:
         record["updated_at"] = iso()
-        atomic_write_json(self._path(record["id"]), record)
+        body = encode(record)  # once, for the file and the cache alike
+        atomic_write_bytes(self._path(record["id"]), body)
         if self.redis is not None:
             # One round trip: the new body, and word to every server's near cache.
             pipe = self.redis.pipeline(transaction=False)
-            pipe.set(CACHE_PREFIX + record["id"], encode(record), ex=CACHE_TTL)
+            pipe.set(CACHE_PREFIX + record["id"], body, ex=CACHE_TTL)
             pipe.publish(CHANNEL, record["id"])
             pipe.execute()
         return record
 
     def update(self, upload_id: str, **changes: Any) -> Record:
-        record = self._load(upload_id)  # the file, not the cache: it is the truth
-        if record is None:
+        # The file, not the cache: it is the truth (and put() refreshes the cache).
+        body = self._read_file(upload_id)
+        if body is None:
             raise KeyError(upload_id)
+        record = cast(Record, json.loads(body))
         record.update(changes)
         return self.put(record)
 

@@ -11,7 +11,7 @@ import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 # Upload ids are opaque and URL-safe; anything else names no upload (and can
 # never reach a path or an object key).
@@ -68,6 +68,17 @@ class UploadInfo:
 class Digest(Protocol):
     def update(self, data: bytes, /) -> None: ...
     def digest(self) -> bytes: ...
+
+
+@runtime_checkable
+class FileBody(Protocol):
+    """A body the HTTP server can move into a file itself (see tus/body.py)."""
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    async def to_file(self, fd: int, limit: int) -> int | None:
+        """Move at most `limit` bytes to `fd`'s position; None if not possible here."""
+        ...
 
 
 class UploadStore(Protocol):

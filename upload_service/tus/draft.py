@@ -45,7 +45,8 @@ from ..errors import (
     UnsupportedContentType,
 )
 from ..store.base import UploadInfo
-from .handler import TusHandler, _body, _has_body
+from .body import RequestBody, Stalled, has_body
+from .handler import TusHandler
 
 INTEROP_VERSIONS = range(3, 9)
 NEWEST_VERSION = INTEROP_VERSIONS[-1]
@@ -232,7 +233,7 @@ class DraftHandler:
             if info.concat == "final":
                 raise Forbidden("a final concatenation cannot be appended to")
             if info.finished:
-                if complete and offset == info.offset and not _has_body(request):
+                if complete and offset == info.offset and not has_body(request):
                     return Response(
                         status_code=204,
                         headers=self._headers(version, True, **{"Upload-Offset": str(offset)}),
@@ -296,7 +297,10 @@ class DraftHandler:
                 claims,
             )
         try:
-            info.offset = await self.tus.store.write(info, _body(request), room)
+            body = RequestBody(request, self.tus.config.body_timeout)
+            info.offset = await self.tus.store.write(info, body, room)
+        except Stalled:
+            raise await self.tus.stalled(info) from None
         except ClientDisconnect:
             # Keep what arrived for a resume; never complete an interrupted upload.
             info.offset = (await self.tus.store.get(info.id)).offset

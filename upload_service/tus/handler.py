@@ -27,12 +27,14 @@ from ..errors import (
     MismatchedOffset,
     NotFound,
     RequestTimeout,
+    ServiceError,
     TooLarge,
     UnsupportedContentType,
     UnsupportedVersion,
 )
 from ..locks import Locker
 from ..store.base import ChecksumMismatch, UploadGone, UploadInfo, UploadNotFound, UploadStore
+from .body import RequestBody, Stalled, has_body
 from .headers import (
     CHECKSUM_ALGORITHMS,
     EXTENSIONS,
@@ -198,16 +200,16 @@ class TusHandler:
                 headers=self._headers(Location=self.location(request, info.id)),
             )
 
-        has_body = _has_body(request)
-        if has_body and headers.get("content-type") != OFFSET_CONTENT_TYPE:
+        with_body = has_body(request)
+        if with_body and headers.get("content-type") != OFFSET_CONTENT_TYPE:
             raise UnsupportedContentType()
-        checksum = self._checksum(request) if has_body else None
-        if has_body:
+        checksum = self._checksum(request) if with_body else None
+        if with_body:
             _check_room(request, (length if length is not None else limit) - info.offset)
         await self.store.create(info)
         await self.hooks.created(info)
         response_headers = self._headers(Location=self.location(request, info.id))
-        if has_body:
+        if with_body:
             async with self._writing(), self.locker.lock(info.id):
                 info = await self.store.get(info.id)
                 await self._write(request, info, limit, checksum)
@@ -320,21 +322,12 @@ class TusHandler:
         _check_room(request, room)
         digest = (CHECKSUM_ALGORITHMS[checksum[0]](), checksum[1]) if checksum else None
         try:
-            body = _body(request, self.config.body_timeout)
+            body = RequestBody(request, self.config.body_timeout)
             info.offset = await self.store.write(info, body, room, digest)
         except ChecksumMismatch:
             raise ChecksumMismatchError() from None
-        except _Stalled:
-            # Like a disconnect, but the client may still be listening: keep
-            # what arrived, record it, release the lock, and tell it to resume.
-            info.offset = (await self.store.get(info.id)).offset
-            info.updated_at = time.time()
-            await self.hooks.progressed(info)
-            raise RequestTimeout(
-                f"no body bytes for {self.config.body_timeout:g} s; "
-                f"{info.offset} bytes are stored, resume from there",
-                headers={"Upload-Offset": str(info.offset), "Connection": "close"},
-            ) from None
+        except Stalled:
+            raise await self.stalled(info) from None
         except ClientDisconnect:
             # Keep what arrived: the client resumes from HEAD's offset. The
             # response below goes nowhere, but the hooks record the offset.
@@ -351,6 +344,18 @@ class TusHandler:
         await self.hooks.progressed(info)
         if info.finished and not was_finished:
             await self.hooks.finished(info)
+
+    async def stalled(self, info: UploadInfo) -> ServiceError:
+        """Like a disconnect, but the client may still be listening: keep what
+        arrived, record it (the caller then releases the lock) and tell it to resume."""
+        info.offset = (await self.store.get(info.id)).offset
+        info.updated_at = time.time()
+        await self.hooks.progressed(info)
+        return RequestTimeout(
+            f"no body bytes for {self.config.body_timeout:g} s; "
+            f"{info.offset} bytes are stored, resume from there",
+            headers={"Upload-Offset": str(info.offset), "Connection": "close"},
+        )
 
     # -- DELETE (termination) ---------------------------------------------------
     async def delete(self, request: Request) -> Response:
@@ -370,28 +375,3 @@ def _check_room(request: Request, room: int) -> None:
         raise TooLarge(
             f"the body of {declared} bytes goes past the upload's end ({room} bytes left)"
         )
-
-
-def _has_body(request: Request) -> bool:
-    length = request.headers.get("content-length")
-    if length is not None:
-        return length.strip() not in ("", "0")
-    return "chunked" in request.headers.get("transfer-encoding", "").lower()
-
-
-class _Stalled(Exception):
-    """The body sent nothing for `body_timeout` seconds."""
-
-
-async def _body(request: Request, idle_timeout: float | None = None) -> AsyncIterator[bytes]:
-    chunks = request.stream().__aiter__()
-    while True:
-        # The timeout covers only the wait for the next chunk, never a yield.
-        with anyio.move_on_after(idle_timeout) as waiting:
-            try:
-                chunk = await chunks.__anext__()
-            except StopAsyncIteration:
-                return
-        if waiting.cancelled_caught:
-            raise _Stalled()
-        yield chunk

@@ -1,0 +1,155 @@
+"""The splice lanes move a body from a real TCP socket into a real file, and say
+how it ended: done, the client gone, stalled, or stopped by a cancelled request."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from upload_service.body_splice import BodyJob, Outcome, _FileWriter, move_body
+
+pytestmark = pytest.mark.anyio
+MIB = 1024 * 1024
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # the lanes resolve asyncio futures
+
+
+@pytest.fixture
+def connection() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """(client, server side) of a loopback TCP connection; the server side non-blocking."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        sender = socket.create_connection(listener.getsockname())
+        receiver, _ = listener.accept()
+    receiver.setblocking(False)
+    yield sender, receiver
+    sender.close()
+    receiver.close()
+
+
+def send_in_background(sock: socket.socket, data: bytes, then_close: bool = False) -> None:
+    def send() -> None:
+        sock.sendall(data)
+        if then_close:
+            sock.shutdown(socket.SHUT_WR)
+
+    asyncio.get_running_loop().run_in_executor(None, send)
+
+
+def open_target(tmp_path: Path, flags: int = 0) -> int:
+    return os.open(tmp_path / "target", os.O_WRONLY | os.O_CREAT | flags, 0o600)
+
+
+async def test_the_body_lands_byte_exact_and_the_next_request_stays_on_the_socket(
+    connection: tuple[socket.socket, socket.socket], tmp_path: Path
+) -> None:
+    sender, receiver = connection
+    head, body = os.urandom(1000), os.urandom(3 * MIB + 17)
+    send_in_background(sender, body + b"GET /next")
+    fd = open_target(tmp_path)
+    try:
+        with anyio.fail_after(20):
+            moved, outcome = await move_body(BodyJob(receiver, fd, head, len(body), 30.0))
+    finally:
+        os.close(fd)
+    assert (moved, outcome) == (len(body), Outcome.DONE)
+    assert (tmp_path / "target").read_bytes() == head + body
+    # Not one byte past the body was taken, and the socket wakes for single bytes again.
+    receiver.setblocking(True)
+    assert receiver.recv(100) == b"GET /next"
+    assert receiver.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == 1
+
+
+async def test_a_client_that_leaves_early_ends_the_body_with_what_arrived(
+    connection: tuple[socket.socket, socket.socket], tmp_path: Path
+) -> None:
+    sender, receiver = connection
+    arrived = os.urandom(MIB + 5)
+    send_in_background(sender, arrived, then_close=True)
+    fd = open_target(tmp_path)
+    try:
+        with anyio.fail_after(20):
+            moved, outcome = await move_body(BodyJob(receiver, fd, b"", 4 * MIB, 30.0))
+    finally:
+        os.close(fd)
+    assert (moved, outcome) == (len(arrived), Outcome.EOF)
+    assert (tmp_path / "target").read_bytes() == arrived
+
+
+async def test_a_silent_client_is_reported_stalled_after_its_idle_timeout(
+    connection: tuple[socket.socket, socket.socket], tmp_path: Path
+) -> None:
+    sender, receiver = connection
+    arrived = os.urandom(100_000)  # below the low-water mark: taken on a tick
+    send_in_background(sender, arrived)
+    fd = open_target(tmp_path)
+    try:
+        with anyio.fail_after(20):
+            moved, outcome = await move_body(BodyJob(receiver, fd, b"", MIB, 0.3))
+    finally:
+        os.close(fd)
+    assert (moved, outcome) == (len(arrived), Outcome.STALLED)
+    assert (tmp_path / "target").read_bytes() == arrived
+
+
+async def test_cancelling_the_wait_stops_the_lane_and_keeps_the_bytes_moved(
+    connection: tuple[socket.socket, socket.socket], tmp_path: Path
+) -> None:
+    sender, receiver = connection
+    arrived = os.urandom(2 * MIB)
+    send_in_background(sender, arrived)
+    fd = open_target(tmp_path)
+    job = BodyJob(receiver, fd, b"", 8 * MIB, None)  # no idle timeout: only a stop ends it
+    waiting = asyncio.ensure_future(move_body(job))
+    try:
+        with anyio.fail_after(20):
+            # The lane thread advances `moved`; there is no event to wait on.
+            while job.moved < len(arrived):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+    finally:
+        os.close(fd)
+    # The cancelled caller waited for the lane: the outcome is in, the bytes are on disk.
+    assert job.result.result() == (len(arrived), Outcome.STOPPED)
+    assert (tmp_path / "target").read_bytes() == arrived
+
+
+async def test_a_file_that_cannot_be_written_fails_the_body_with_the_os_error(
+    connection: tuple[socket.socket, socket.socket], tmp_path: Path
+) -> None:
+    _, receiver = connection
+    (tmp_path / "target").write_bytes(b"")
+    read_only = os.open(tmp_path / "target", os.O_RDONLY)
+    try:
+        with anyio.fail_after(20), pytest.raises(OSError):
+            await move_body(BodyJob(receiver, read_only, b"head", MIB, 30.0))
+    finally:
+        os.close(read_only)
+
+
+def test_a_file_that_refuses_splice_is_written_with_plain_writes(tmp_path: Path) -> None:
+    # splice(2) refuses files opened for appending (EINVAL): the writer falls back.
+    data = os.urandom(300_000)
+    read_end, write_end = os.pipe()
+    fd = open_target(tmp_path, os.O_APPEND)
+    try:
+        writer = _FileWriter(read_end, fd)
+        for start in range(0, len(data), 60_000):
+            piece = data[start : start + 60_000]
+            os.write(write_end, piece)
+            writer.write(len(piece))
+    finally:
+        for f in (read_end, write_end, fd):
+            os.close(f)
+    assert writer.can_splice is False
+    assert (tmp_path / "target").read_bytes() == data

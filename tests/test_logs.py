@@ -1,0 +1,74 @@
+"""Logs are written by a thread of their own and still carry the request id and tracebacks."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+
+import pytest
+from conftest import LiveServer
+
+from upload_service import logs
+
+
+@pytest.fixture
+def captured() -> Iterator[io.StringIO]:
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    stream = io.StringIO()
+    logs.configure("INFO", as_json=True, stream=stream)
+    yield stream
+    logs.stop_writer()
+    root.handlers[:] = saved_handlers
+    root.setLevel(saved_level)
+
+
+def test_records_are_written_off_the_calling_thread_with_their_request_id(
+    captured: io.StringIO,
+) -> None:
+    writers: list[str] = []
+    original_emit = logging.StreamHandler.emit
+
+    def spying_emit(self: logging.StreamHandler, record: logging.LogRecord) -> None:  # type: ignore[type-arg]
+        if self.stream is captured:  # not pytest's own capturing handlers
+            writers.append(threading.current_thread().name)
+        original_emit(self, record)
+
+    logging.StreamHandler.emit = spying_emit  # type: ignore[method-assign]
+    try:
+        token = logs.request_id.set("req-42")
+        try:
+            logs.log_event(logging.getLogger("t"), "upload.created", upload_id="abc")
+            try:
+                raise ValueError("boom")
+            except ValueError:
+                logging.getLogger("t").exception("failed %s", "badly")
+        finally:
+            logs.request_id.reset(token)
+        logs.stop_writer()  # flushes the queue
+    finally:
+        logging.StreamHandler.emit = original_emit  # type: ignore[method-assign]
+
+    lines = [json.loads(line) for line in captured.getvalue().splitlines()]
+    assert [entry["event"] for entry in lines] == ["upload.created", "failed badly"]
+    assert all(entry["request_id"] == "req-42" for entry in lines)
+    assert lines[0]["upload_id"] == "abc"
+    assert "ValueError: boom" in lines[1]["exc"]
+    assert writers and threading.current_thread().name not in writers
+
+
+def test_a_terminated_server_writes_its_last_lines_before_it_exits(live_server: LiveServer) -> None:
+    # SIGTERM ends the process without atexit: the queued records must be
+    # written by the signal handler, or the shutdown lines are lost.
+    assert live_server.process is not None and live_server.log_path is not None
+    live_server.process.terminate()
+    assert live_server.process.wait(15) == -signal.SIGTERM
+    last_lines = live_server.log_path.read_text().splitlines()[-3:]
+    expected = ["server.stopped", "Application shutdown complete.", "Finished server process"]
+    assert [e in line for e, line in zip(expected, last_lines, strict=True)] == [True] * 3, (
+        last_lines
+    )
