@@ -138,9 +138,7 @@ def test_a_body_cut_off_midway_keeps_every_byte_that_arrived(
     # And the upload resumes from there on a new connection.
     rest = os.urandom(8 * MIB - len(sent))
     conn = http.client.HTTPConnection("127.0.0.1", live_server.port, timeout=30)
-    conn.request(
-        "PATCH", f"/files/{upload_id}", rest, patch_headers(token, len(sent), len(rest))
-    )
+    conn.request("PATCH", f"/files/{upload_id}", rest, patch_headers(token, len(sent), len(rest)))
     assert conn.getresponse().status == 204
     conn.close()
     assert stored(live_server, upload_id) == sent + rest
