@@ -36,6 +36,26 @@ class ConcurrentResult:
         return (self.uploads - self.errors) * self.size / self.seconds / 1e6
 
 
+@dataclass
+class Pooled:
+    """Several rounds as one figure: the median round's rate, every round's errors and HEADs."""
+
+    mb_per_s: float
+    errors: int
+    head_ms: list[float]
+    head_errors: int
+
+
+def pooled(rounds: list[ConcurrentResult]) -> Pooled:
+    rates = sorted(r.mb_per_s for r in rounds)
+    return Pooled(
+        rates[len(rates) // 2],
+        sum(r.errors for r in rounds),
+        [ms for r in rounds for ms in r.head_ms],
+        sum(r.head_errors for r in rounds),
+    )
+
+
 def concurrent_uploads(
     port: int, base: str, token: str | None, fd: int, uploads: int, size: int, span: int
 ) -> ConcurrentResult:

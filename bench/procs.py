@@ -152,6 +152,12 @@ def tus_peer_proc(data_dir: Path) -> Proc:
     return Proc("@tus/server", argv, port, cwd=BENCH_DIR)
 
 
+def bare_splice_proc(data_dir: Path) -> Proc:
+    port = free_port()
+    argv = [sys.executable, "-m", "bench.bare_splice", str(port), str(data_dir)]
+    return Proc("bare splice responder", argv, port)
+
+
 def bare_starlette_proc() -> Proc:
     # Run exactly as `serve` runs uvicorn: same loop, same HTTP parser, no access log.
     port = free_port()

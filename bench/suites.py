@@ -31,6 +31,7 @@ class Params:
     latency_repeats: int = 3
     concurrent: int = 100
     concurrent_size: int = 20 * MB
+    concurrent_repeats: int = 3
     pollers: int = 200
     poll_seconds: float = 8.0
     workers: tuple[int, ...] = (1, 2)
@@ -44,6 +45,7 @@ class Params:
             latency_sizes=(MB, 100 * MB),
             latency_repeats=2,
             concurrent=20,
+            concurrent_repeats=1,
             pollers=200,
             poll_seconds=3.0,
         )
@@ -58,6 +60,7 @@ class Bench:
     fd: int
     token: str = field(default_factory=client.make_token)
     figures: list[Figure] = field(default_factory=list)
+    bare_single_mb_s: float | None = None  # set by `single`, read by `concurrency`
 
     def log(self, message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
@@ -76,6 +79,14 @@ class Bench:
             yield proc
         shutil.rmtree(data, ignore_errors=True)
 
+    @contextlib.contextmanager
+    def bare(self) -> Iterator[procs.Proc]:
+        """The raw kernel path (bench/bare_splice.py): what this machine allows at best."""
+        data = Path(self._fresh_dir("bare"))
+        with procs.running(procs.bare_splice_proc(data)) as proc:
+            yield proc
+        shutil.rmtree(data, ignore_errors=True)
+
     def _fresh_dir(self, name: str) -> str:
         path = self.tmp / f"{name}-{time.monotonic_ns()}"
         path.mkdir()
@@ -89,13 +100,13 @@ class Bench:
             self.drop_files(proc)
 
     def target(self, proc: procs.Proc) -> tuple[str, str | None]:
-        if proc.name.startswith("@tus"):
+        if proc.name.startswith(("@tus", "bare")):
             return "/files", None
         return "/files/", self.token
 
     def drop_files(self, proc: procs.Proc) -> None:
         # Uploaded bytes are not needed after timing: keep disk and page cache small.
-        directory = Path(proc.argv[-1]) if proc.name.startswith("@tus") else None
+        directory = Path(proc.argv[-1]) if proc.name.startswith(("@tus", "bare")) else None
         if directory is None:
             directory = Path(proc.env["UPLOAD_DATA_DIR"]) / "uploads"
         for f in directory.glob("*"):
@@ -145,19 +156,21 @@ def single(bench: Bench) -> None:
     def rate(key: str, seconds: float) -> None:
         runs.setdefault(key, []).append(size / seconds / MB)
 
-    with bench.ours() as ours, bench.peer() as peer:
-        # Warm-up: first-touch page-cache pages and JITs cost both servers alike.
-        bench.upload(ours, size)
-        bench.upload(peer, size)
+    with bench.ours() as ours, bench.peer() as peer, bench.bare() as bare:
+        # Warm-up: first-touch page-cache pages and JITs cost the servers alike.
+        for proc in (ours, peer, bare):
+            bench.upload(proc, size)
         for i in range(p.repeats):
             bench.log(f"single upload round {i + 1}/{p.repeats}")
             for name, proc in (("ours", ours), ("peer", peer)):
                 rate(f"{name}-one", bench.upload(proc, size)[0])
                 rate(f"{name}-chunks", bench.upload(proc, size, chunk=p.chunk)[0])
                 rate(f"{name}-curl", curl_upload(bench, proc, size))
+            rate("bare-one", bench.upload(bare, size)[0])
             rate("dd-batch", dd_write(bench, WRITE_BATCH, size))
             rate("dd-chunk", dd_write(bench, p.chunk, size))
         peak = ours.peak_rss()
+    bench.bare_single_mb_s = median(runs["bare-one"])
 
     label = f"{size / GIB:g} GiB" if size >= GIB else f"{size // MIB} MiB"
     section = f"Single upload throughput ({label})"
@@ -203,6 +216,18 @@ def single(bench: Bench) -> None:
                 reference_samples=dd_v,
             )
         )
+    bench.figures.append(
+        Figure(
+            section,
+            "one PATCH, sendfile client vs the bare splice responder",
+            median(runs["ours-one"]),
+            "MB/s",
+            "bench/bare_splice.py",
+            bench.bare_single_mb_s,
+            samples=runs["ours-one"],
+            reference_samples=runs["bare-one"],
+        )
+    )
     bench.figures.append(
         Figure(
             section,
@@ -285,25 +310,39 @@ def latency(bench: Bench) -> None:
 
 
 # -- many uploads at once ---------------------------------------------------------
+def bursts(bench: Bench, proc: procs.Proc) -> load.Pooled:
+    """Rounds of `concurrent` uploads at once against `proc`, HEADs timed meanwhile.
+
+    A first burst of small uploads warms up (pools, threads, JITs fill on it,
+    as on any server that has been up a while) and is not counted.
+    """
+    p = bench.params
+    base, token = bench.target(proc)
+
+    def burst(size: int) -> load.ConcurrentResult:
+        span = bench.source.stat().st_size
+        return load.concurrent_uploads(proc.port, base, token, bench.fd, p.concurrent, size, span)
+
+    burst(MB)
+    rounds = []
+    for _ in range(p.concurrent_repeats):
+        rounds.append(burst(p.concurrent_size))
+        bench.drop_files(proc)
+    return load.pooled(rounds)
+
+
 def concurrency(bench: Bench, single_mb_s: float | None) -> None:
     p = bench.params
-    section = f"{p.concurrent} concurrent uploads of {p.concurrent_size // MB} MB (one PATCH each)"
-    results = {}
-    for name, ctx in (("ours", bench.ours), ("peer", bench.peer)):
+    section = (
+        f"{p.concurrent} concurrent uploads of {p.concurrent_size // MB} MB (one PATCH each; "
+        f"median of {p.concurrent_repeats} rounds after a warm-up, HEADs of all rounds)"
+    )
+    results: dict[str, load.Pooled] = {}
+    for name, ctx in (("ours", bench.ours), ("peer", bench.peer), ("bare", bench.bare)):
         bench.log(f"{p.concurrent} concurrent uploads against {name}")
         with ctx() as proc:
-            base, token = bench.target(proc)
-            results[name] = load.concurrent_uploads(
-                proc.port,
-                base,
-                token,
-                bench.fd,
-                p.concurrent,
-                p.concurrent_size,
-                bench.source.stat().st_size,
-            )
-            bench.drop_files(proc)
-    ours, peer = results["ours"], results["peer"]
+            results[name] = bursts(bench, proc)
+    ours, peer, bare = results["ours"], results["peer"], results["bare"]
     bench.figures += [
         Figure(
             section,
@@ -322,6 +361,23 @@ def concurrency(bench: Bench, single_mb_s: float | None) -> None:
             single_mb_s,
             ">= 0.8x",
             None if single_mb_s is None else ours.mb_per_s >= 0.8 * single_mb_s,
+        ),
+        Figure(
+            section,
+            "aggregate throughput vs the bare splice responder",
+            ours.mb_per_s,
+            "MB/s",
+            "bench/bare_splice.py",
+            bare.mb_per_s,
+        ),
+        Figure(
+            section,
+            "the bare splice responder: aggregate vs its one upload alone",
+            bare.mb_per_s,
+            "MB/s",
+            "its single one-PATCH median",
+            bench.bare_single_mb_s,
+            note="what this machine's cores, kernel and clients allow: the 0.8x target's ceiling",
         ),
         Figure(
             section,
@@ -399,16 +455,7 @@ def workers(bench: Bench) -> None:
     for n in p.workers:
         bench.log(f"--workers {n}")
         with bench.ours(workers=n) as proc:
-            r = load.concurrent_uploads(
-                proc.port,
-                "/files/",
-                bench.token,
-                bench.fd,
-                p.concurrent,
-                p.concurrent_size,
-                bench.source.stat().st_size,
-            )
-            bench.drop_files(proc)
+            r = bursts(bench, proc)
             uploads[n] = r.mb_per_s
             failed[n] = r.errors
             head_p99[n] = load.percentile(r.head_ms, 99) if r.head_ms else float("nan")

@@ -101,6 +101,24 @@ def test_expired_says_so() -> None:
         decode_token(encode({"sub": "u", "exp": later(-5)}), TOKEN_SECRET)
 
 
+def test_a_token_verified_once_is_still_refused_once_it_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    exp = later(30)
+    token = encode({"sub": "u", "exp": exp})
+    assert decode_token(token, TOKEN_SECRET).sub == "u"  # verified, and remembered
+    monkeypatch.setattr(time, "time", lambda: exp + 1.0)
+    with pytest.raises(Unauthorized, match="expired"):
+        decode_token(token, TOKEN_SECRET)
+
+
+def test_a_token_verified_under_one_secret_is_not_accepted_under_another() -> None:
+    token = encode({"sub": "u", "exp": later()})
+    assert decode_token(token, TOKEN_SECRET).sub == "u"
+    with pytest.raises(Unauthorized, match="invalid upload token"):
+        decode_token(token, "another-secret-of-enough-length-for-hs256!!")
+
+
 @pytest.mark.parametrize(
     ("token", "key", "expected"),
     [

@@ -7,12 +7,12 @@ import os
 import secrets
 from typing import TYPE_CHECKING
 
-import anyio.to_thread
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .auth import bearer, decode_token, is_api_key
+from .blocking import run_blocking
 from .errors import BadRequest, NotFound, Unauthorized
 from .status import etag_of
 
@@ -78,7 +78,7 @@ async def readyz(request: Request) -> Response:
     except Exception as exc:  # any failure means "not ready", with the reason
         checks["redis"] = f"error: {exc}"
     try:
-        await anyio.to_thread.run_sync(_probe_write, str(services.settings.data_dir))
+        await run_blocking(_probe_write, str(services.settings.data_dir))
         checks["storage"] = "ok"
     except OSError as exc:
         checks["storage"] = f"error: {exc}"

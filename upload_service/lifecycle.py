@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 
-import anyio.to_thread
-
+from .blocking import run_blocking
 from .events import emit
 from .jobs import JobQueue
 from .logs import log_event
@@ -22,7 +21,7 @@ class ServiceHooks:
         self.webhooks = webhooks
 
     async def created(self, info: UploadInfo) -> None:
-        await anyio.to_thread.run_sync(self._created, info)
+        await run_blocking(self._created, info)
         log_event(log, "upload.created", upload_id=info.id, owner=info.owner, length=info.length)
 
     def _created(self, info: UploadInfo) -> None:
@@ -31,13 +30,13 @@ class ServiceHooks:
 
     async def progressed(self, info: UploadInfo) -> None:
         if not info.finished:
-            await anyio.to_thread.run_sync(self._progressed, info)
+            await run_blocking(self._progressed, info)
 
     def _progressed(self, info: UploadInfo) -> None:
         self.status.update(info.id, offset=info.offset, length=info.length)
 
     async def finished(self, info: UploadInfo) -> None:
-        await anyio.to_thread.run_sync(self._finished, info)
+        await run_blocking(self._finished, info)
         log_event(log, "upload.completed", upload_id=info.id, length=info.length)
 
     def _finished(self, info: UploadInfo) -> None:
@@ -51,7 +50,7 @@ class ServiceHooks:
         emit(self.jobs, self.webhooks, "upload.completed", record)
 
     async def terminated(self, info: UploadInfo) -> None:
-        await anyio.to_thread.run_sync(self._terminated, info)
+        await run_blocking(self._terminated, info)
         log_event(log, "upload.terminated", upload_id=info.id)
 
     def _terminated(self, info: UploadInfo) -> None:

@@ -72,40 +72,68 @@ class RedisLocker:
         token = secrets.token_hex(16)
         if not await self.redis.set(key, token, nx=True, px=self.ttl_ms):
             raise Locked()
-        done = asyncio.Event()
-        renewer = asyncio.create_task(self._renew(key, token, asyncio.current_task(), done))
+        renewal = _Renewal(self, key, token, asyncio.current_task())
         try:
             yield
         finally:
-            # Stop the renewer by a flag, not by cancellation alone: redis-py can
-            # swallow a cancel that lands inside a command, and a bare `await
-            # renewer` then hung the request (seen under 100 concurrent uploads).
-            done.set()
-            renewer.cancel()
+            renewal.stop()
             # Shielded: a cancelled request (anyio cancels level-triggered) must
-            # still release its lock, or its upload answers 423 for a TTL.
+            # still release its lock, or its upload answers 423 for a TTL. An
+            # extension still in flight is harmless: both scripts check the token.
             with anyio.CancelScope(shield=True):
-                await asyncio.wait({renewer}, timeout=self.ttl_ms / 1000)
                 with suppress(RedisError, TimeoutError):  # unreleased, it expires with its TTL
-                    await asyncio.wait_for(
-                        self.redis.eval(_RELEASE, 1, key, token), timeout=self.ttl_ms / 1000
-                    )
+                    async with asyncio.timeout(self.ttl_ms / 1000):
+                        await self.redis.eval(_RELEASE, 1, key, token)
 
-    async def _renew(
-        self, key: str, token: str, holder: asyncio.Task[object] | None, done: asyncio.Event
+
+class _Renewal:
+    """Extends a held lock every third of its TTL, from a timer.
+
+    A timer, not a task per lock: most PATCHes end long before the first
+    renewal, and a task (with its waits and its cancellation on release) per
+    request was measurable under 100 concurrent uploads. Stopping never waits
+    for Redis, so release cannot hang on a renewal (redis-py can swallow a
+    cancel that lands inside a command: a request once hung that way).
+    """
+
+    def __init__(
+        self, locker: RedisLocker, key: str, token: str, holder: asyncio.Task[object] | None
     ) -> None:
-        while not done.is_set():
-            with suppress(TimeoutError):
-                await asyncio.wait_for(done.wait(), timeout=self.ttl_ms / 3000)
-            if done.is_set():
-                return
-            try:
-                kept = await self.redis.eval(_EXTEND, 1, key, token, self.ttl_ms)
-            except RedisError as exc:  # a passing outage: the TTL leaves room to retry
-                log.warning("lock.renew_failed", extra={"fields": {"key": key, "error": str(exc)}})
-                continue
-            if not kept and not done.is_set():
-                log.error("lock.lost", extra={"fields": {"key": key}})
-                if holder is not None:
-                    holder.cancel()
-                return
+        self.locker = locker
+        self.key = key
+        self.token = token
+        self.holder = holder
+        self.stopped = False
+        self.loop = asyncio.get_running_loop()
+        self.interval = locker.ttl_ms / 3000
+        self.timer: asyncio.TimerHandle | None = self.loop.call_later(self.interval, self._due)
+        self.extending: asyncio.Task[None] | None = None
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.extending is not None:
+            self.extending.cancel()
+
+    def _due(self) -> None:
+        self.timer = None
+        if not self.stopped:
+            self.extending = self.loop.create_task(self._extend())
+
+    async def _extend(self) -> None:
+        try:
+            kept = await self.locker.redis.eval(
+                _EXTEND, 1, self.key, self.token, self.locker.ttl_ms
+            )
+        except RedisError as exc:  # a passing outage: the TTL leaves room to retry
+            log.warning("lock.renew_failed", extra={"fields": {"key": self.key, "error": str(exc)}})
+            kept = True
+        if self.stopped:
+            return
+        if not kept:
+            log.error("lock.lost", extra={"fields": {"key": self.key}})
+            if self.holder is not None:
+                self.holder.cancel()
+            return
+        self.timer = self.loop.call_later(self.interval, self._due)

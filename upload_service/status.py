@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-import anyio.to_thread
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
+from .blocking import run_blocking
 from .status_cache import CHANNEL, NearCache
 from .store.base import UploadInfo
 from .store.local import atomic_write_bytes
@@ -156,7 +156,7 @@ class StatusReader:
     async def _from_disk(self, upload_id: str) -> bytes | None:
         path = self.directory / f"{upload_id}.json"
         try:
-            record = json.loads(await anyio.to_thread.run_sync(path.read_bytes))
+            record = json.loads(await run_blocking(path.read_bytes))
         except (FileNotFoundError, OSError, ValueError):
             return None
         body = encode(record)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .auth import bearer, is_api_key
+from .blocking import run_blocking
 from .errors import NotFound, ServiceError, Unauthorized
 from .webhook_log import WebhookLog
 
@@ -40,14 +40,14 @@ class WebhooksAPI:
 
     async def _require_upload(self, upload_id: str) -> None:
         known = await self.services.reader.get_raw(upload_id) is not None
-        if not known and not await anyio.to_thread.run_sync(self.log.exists, upload_id):
+        if not known and not await run_blocking(self.log.exists, upload_id):
             raise NotFound(f"upload {upload_id} not found")
 
     async def events(self, request: Request) -> Response:
         self._require_api_key(request)
         upload_id = request.path_params["upload_id"]
         await self._require_upload(upload_id)
-        events = await anyio.to_thread.run_sync(self.log.history, upload_id)
+        events = await run_blocking(self.log.history, upload_id)
         return JSONResponse(
             {"upload_id": upload_id, "events": events}, headers={"Cache-Control": "no-store"}
         )
@@ -58,16 +58,14 @@ class WebhooksAPI:
         event_id = request.path_params["event_id"]
         if not self.services.settings.webhook_url:
             raise WebhooksDisabled()
-        history = await anyio.to_thread.run_sync(self.log.history, upload_id)
+        history = await run_blocking(self.log.history, upload_id)
         entry = next((e for e in history if e["id"] == event_id and "data" in e), None)
         if entry is None:
             raise NotFound(f"event {event_id} of upload {upload_id} not found")
         event = {k: entry[k] for k in ("id", "type", "timestamp", "data")}
         # Numbering goes on from the last attempt; the retry schedule starts afresh.
         attempt = max((a["attempt"] for a in entry["attempts"]), default=0) + 1
-        await anyio.to_thread.run_sync(
-            self.services.jobs.send, "deliver_webhook", event, attempt, 0
-        )
+        await run_blocking(self.services.jobs.send, "deliver_webhook", event, attempt, 0)
         return JSONResponse(
             {"event_id": event_id, "attempt": attempt, "status": "queued"}, status_code=202
         )

@@ -24,6 +24,7 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
+from ..blocking import run_blocking
 from .base import (
     ChecksumMismatch,
     Digest,
@@ -109,13 +110,13 @@ class LocalStore:
 
     # -- protocol ----------------------------------------------------------
     async def create(self, info: UploadInfo) -> None:
-        await anyio.to_thread.run_sync(self._create, info)
+        await run_blocking(self._create, info)
 
     async def get(self, upload_id: str) -> UploadInfo:
-        return await anyio.to_thread.run_sync(self._read, upload_id)
+        return await run_blocking(self._read, upload_id)
 
     async def save(self, info: UploadInfo) -> None:
-        await anyio.to_thread.run_sync(self._save, info)
+        await run_blocking(self._save, info)
 
     async def write(
         self,
@@ -128,16 +129,16 @@ class LocalStore:
         if checksum is not None:
             info.verifying_from = start
             await self.save(info)
-        fd = await anyio.to_thread.run_sync(self._open_for_append, info.id, start)
+        fd = await run_blocking(self._open_for_append, info.id, start)
         if checksum is None and isinstance(chunks, FileBody):
             try:
                 moved = await chunks.to_file(fd, limit)
             except BaseException:
                 with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(self._finish_write, fd, info, start, False)
+                    await run_blocking(self._finish_write, fd, info, start, False)
                 raise
             if moved is not None:  # else the server could not: read it below
-                await anyio.to_thread.run_sync(self._finish_write, fd, info, start, False)
+                await run_blocking(self._finish_write, fd, info, start, False)
                 return start + moved
         writer = _BatchWriter(fd, checksum[0] if checksum else None)
         queued = 0  # bytes handed to the writer, written or in flight
@@ -173,14 +174,12 @@ class LocalStore:
                             await writer.submit(batch)  # arrived, not yet written: keep it
                         await writer.drain()
                 finally:
-                    await anyio.to_thread.run_sync(
-                        self._finish_write, fd, info, start, checksum is not None
-                    )
+                    await run_blocking(self._finish_write, fd, info, start, checksum is not None)
             raise
         if checksum is not None and checksum[0].digest() != checksum[1]:
-            await anyio.to_thread.run_sync(self._finish_write, fd, info, start, True)
+            await run_blocking(self._finish_write, fd, info, start, True)
             raise ChecksumMismatch()
-        await anyio.to_thread.run_sync(self._finish_write, fd, info, start, False)
+        await run_blocking(self._finish_write, fd, info, start, False)
         return start + writer.written
 
     def _open_for_append(self, upload_id: str, offset: int) -> int:
@@ -205,7 +204,7 @@ class LocalStore:
             for p in (self._data(upload_id), self._info(upload_id)):
                 p.unlink(missing_ok=True)
 
-        await anyio.to_thread.run_sync(remove)
+        await run_blocking(remove)
 
     async def expire(self, upload_id: str) -> None:
         def sweep() -> None:
@@ -214,7 +213,7 @@ class LocalStore:
             self._save(info)
             self._data(upload_id).unlink(missing_ok=True)
 
-        await anyio.to_thread.run_sync(sweep)
+        await run_blocking(sweep)
 
     async def concatenate(self, final: UploadInfo, parts: list[UploadInfo]) -> None:
         def join() -> int:
@@ -224,7 +223,7 @@ class LocalStore:
                         _copy_file(src.fileno(), out.fileno(), part.offset)
             return sum(p.offset for p in parts)
 
-        total = await anyio.to_thread.run_sync(join)
+        total = await run_blocking(join)
         final.length = final.offset = total
         await self.save(final)
 
@@ -232,24 +231,24 @@ class LocalStore:
         def scan() -> list[str]:
             return [p.name[: -len(".info")] for p in self.directory.glob("*.info")]
 
-        return await anyio.to_thread.run_sync(scan)
+        return await run_blocking(scan)
 
     async def last_change(self, upload_id: str) -> float:
         return (await self.get(upload_id)).updated_at
 
     async def open_range(self, upload_id: str, start: int, end: int) -> AsyncIterator[bytes]:
-        f = await anyio.to_thread.run_sync(open, self._data(upload_id), "rb")
+        f = await run_blocking(open, self._data(upload_id), "rb")
         try:
-            await anyio.to_thread.run_sync(f.seek, start)
+            await run_blocking(f.seek, start)
             remaining = end - start
             while remaining > 0:
-                block = await anyio.to_thread.run_sync(f.read, min(READ_BLOCK, remaining))
+                block = await run_blocking(f.read, min(READ_BLOCK, remaining))
                 if not block:
                     break
                 remaining -= len(block)
                 yield block
         finally:
-            await anyio.to_thread.run_sync(f.close)
+            await run_blocking(f.close)
 
 
 class _BatchWriter:

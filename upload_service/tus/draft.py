@@ -164,7 +164,7 @@ class DraftHandler:
             owner=claims.sub,
             length=length,
             metadata=_representation_metadata(request),
-            meta=claims.meta,
+            meta=dict(claims.meta),  # claims are shared by cached tokens
             kinds=claims.kinds,
         )
         await self.tus.store.create(info)

@@ -184,7 +184,7 @@ class TusHandler:
             owner=claims.sub,
             length=length,
             metadata=metadata,
-            meta=claims.meta,
+            meta=dict(claims.meta),  # claims are shared by cached tokens
             kinds=claims.kinds,
             concat=concat,
         )
