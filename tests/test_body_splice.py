@@ -12,6 +12,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from upload_service import body_splice
 from upload_service.body_splice import BodyJob, Outcome, _FileWriter, move_body
 
 pytestmark = pytest.mark.anyio
@@ -137,17 +138,52 @@ async def test_a_file_that_cannot_be_written_fails_the_body_with_the_os_error(
         os.close(read_only)
 
 
+async def test_a_failed_write_leaves_nothing_behind_for_the_next_body_on_the_lane(
+    connection: tuple[socket.socket, socket.socket],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(body_splice, "LANES", body_splice.Lanes(1))  # both bodies, one pipe
+    sender, receiver = connection
+    (tmp_path / "target").write_bytes(b"")
+    read_only = os.open(tmp_path / "target", os.O_RDONLY)
+    send_in_background(sender, os.urandom(MIB))
+    try:
+        # The socket's bytes reach the pipe, then the file refuses them.
+        with anyio.fail_after(20), pytest.raises(OSError):
+            await move_body(BodyJob(receiver, read_only, b"", MIB, 30.0))
+    finally:
+        os.close(read_only)
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        second_sender = socket.create_connection(listener.getsockname())
+        second_receiver, _ = listener.accept()
+    second_receiver.setblocking(False)
+    body = os.urandom(2 * MIB)
+    send_in_background(second_sender, body)
+    fd = open_target(tmp_path, os.O_TRUNC)
+    try:
+        with anyio.fail_after(20):
+            moved, outcome = await move_body(BodyJob(second_receiver, fd, b"", len(body), 30.0))
+    finally:
+        os.close(fd)
+        second_sender.close()
+        second_receiver.close()
+    assert (moved, outcome) == (len(body), Outcome.DONE)
+    assert (tmp_path / "target").read_bytes() == body  # not a byte of the first body
+
+
 def test_a_file_that_refuses_splice_is_written_with_plain_writes(tmp_path: Path) -> None:
     # splice(2) refuses files opened for appending (EINVAL): the writer falls back.
     data = os.urandom(300_000)
     read_end, write_end = os.pipe()
     fd = open_target(tmp_path, os.O_APPEND)
     try:
-        writer = _FileWriter(read_end, fd)
+        writer = _FileWriter(fd)
         for start in range(0, len(data), 60_000):
             piece = data[start : start + 60_000]
             os.write(write_end, piece)
-            writer.write(len(piece))
+            writer.write(read_end, len(piece))
     finally:
         for f in (read_end, write_end, fd):
             os.close(f)

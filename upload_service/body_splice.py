@@ -89,8 +89,8 @@ class BodyJob:
         self.loop = asyncio.get_running_loop()
         self.result: asyncio.Future[tuple[int, Outcome]] = self.loop.create_future()
         self._low_water = 0
-        self._pipe: tuple[int, int] | None = None
         self._lane: _Lane | None = None
+        self._file = _FileWriter(file_fd)
 
     def request_stop(self) -> None:
         self.stop_requested = True
@@ -99,26 +99,24 @@ class BodyJob:
 
     # -- in the lane thread ---------------------------------------------------
     def start(self) -> None:
-        read_end, write_end = self._pipe = os.pipe()
-        with contextlib.suppress(OSError):  # a smaller pipe still works
-            fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
-        self._file = _FileWriter(read_end, self.file_fd)
         view = memoryview(self.head)
         while view:
             view = view[os.write(self.file_fd, view) :]
         self.head = b""
         self._set_low_water()
 
-    def pump(self) -> Outcome | None:
-        """Take everything the socket holds now; an outcome once the body is over."""
-        assert self._pipe is not None
-        write_end = self._pipe[1]
+    def pump(self, pipe: _Pipe) -> Outcome | None:
+        """Take everything the socket holds now; an outcome once the body is over.
+
+        The pipe is the lane's: it is empty again whenever this returns or raises
+        (the lane replaces it after an error, with whatever it still held).
+        """
         while self.moved < self.count:
             try:
                 n = os.splice(
                     self.sock_fd,
-                    write_end,
-                    min(self.count - self.moved, PIPE_SIZE),
+                    pipe.write_end,
+                    min(self.count - self.moved, pipe.size),
                     flags=os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK,
                 )
             except BlockingIOError:
@@ -127,7 +125,7 @@ class BodyJob:
                 n = 0  # reset or timed out: the connection is gone either way
             if n == 0:
                 return Outcome.EOF
-            self._file.write(n)
+            self._file.write(pipe.read_end, n)
             self.moved += n
             self.last_byte_at = time.monotonic()
             self._set_low_water()
@@ -143,10 +141,6 @@ class BodyJob:
             self._low_water = wanted
 
     def finish(self, outcome: Outcome | BaseException) -> None:
-        if self._pipe is not None:
-            for fd in self._pipe:
-                os.close(fd)
-            self._pipe = None
         if self._low_water > 1:  # the event loop reads this socket again next
             with contextlib.suppress(OSError):
                 self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
@@ -165,25 +159,44 @@ def _resolve(
         result.set_result((moved, outcome))
 
 
+class _Pipe:
+    """A lane's pipe, through which every body it moves passes (empty between moves).
+
+    One per lane rather than one per body: a user's pipes share a soft limit
+    (fs.pipe-user-pages-soft, 64 MiB by default) past which new pipes shrink to
+    a page, so a hundred 1 MiB pipes at once would have crawled.
+    """
+
+    def __init__(self) -> None:
+        self.read_end, self.write_end = os.pipe2(os.O_CLOEXEC)
+        try:
+            self.size = fcntl.fcntl(self.write_end, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        except OSError:  # a smaller pipe still works
+            self.size = fcntl.fcntl(self.write_end, fcntl.F_GETPIPE_SZ)
+
+    def close(self) -> None:
+        os.close(self.read_end)
+        os.close(self.write_end)
+
+
 class _FileWriter:
     """Empties the pipe into the file: splice, or read+write where the file system can't splice."""
 
-    def __init__(self, pipe_fd: int, file_fd: int) -> None:
-        self.pipe_fd = pipe_fd
+    def __init__(self, file_fd: int) -> None:
         self.file_fd = file_fd
         self.can_splice = True
 
-    def write(self, n: int) -> None:
+    def write(self, pipe_fd: int, n: int) -> None:
         while n > 0:
             if self.can_splice:
                 try:
-                    n -= os.splice(self.pipe_fd, self.file_fd, n, flags=os.SPLICE_F_MOVE)
+                    n -= os.splice(pipe_fd, self.file_fd, n, flags=os.SPLICE_F_MOVE)
                     continue
                 except OSError as e:
                     if e.errno != errno.EINVAL:
                         raise
                     self.can_splice = False
-            block = os.read(self.pipe_fd, n)
+            block = os.read(pipe_fd, n)
             view = memoryview(block)
             while view:
                 view = view[os.write(self.file_fd, view) :]
@@ -200,6 +213,7 @@ class _Lane(threading.Thread):
         self.epoll.register(self._wakeup_r, select.EPOLLIN)
         self.inbox: collections.deque[BodyJob] = collections.deque()
         self.jobs: dict[int, BodyJob] = {}
+        self.pipe = _Pipe()
 
     @property
     def load(self) -> int:
@@ -239,8 +253,10 @@ class _Lane(threading.Thread):
 
     def _step(self, job: BodyJob) -> None:
         try:
-            outcome = job.pump()
+            outcome = job.pump(self.pipe)
         except OSError as e:  # writing the file failed (disk full, ...)
+            self.pipe.close()  # it may still hold that body's bytes
+            self.pipe = _Pipe()
             self._end(job, e)
             return
         if outcome is not None:
