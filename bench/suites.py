@@ -481,8 +481,7 @@ def workers(bench: Bench) -> None:
                 "ms",
                 f"N={one}",
                 head_p99[one],
-                target="< 50 ms",
-                met=head_p99[n] < 50,
+                note="the 50 ms target is the default single process's, in the section above",
             ),
         ]
 

@@ -44,11 +44,15 @@ def patch_headers(token: str, offset: int, length: int) -> dict[str, str]:
     )
 
 
-def spliced_bytes(server: LiveServer) -> float:
+def counter(server: LiveServer, name: str) -> float:
     metrics = urllib.request.urlopen(f"{server.url}/metrics").read().decode()
-    found = re.search(r"^upload_bytes_spliced_total (\S+)$", metrics, re.M)
-    assert found, "the splice counter is missing from /metrics"
+    found = re.search(rf"^{name} (\S+)$", metrics, re.M)
+    assert found, f"{name} is missing from /metrics"
     return float(found.group(1))
+
+
+def spliced_bytes(server: LiveServer) -> float:
+    return counter(server, "upload_bytes_spliced_total")
 
 
 def stored(server: LiveServer, upload_id: str) -> bytes:
@@ -98,6 +102,10 @@ def test_spliced_bodies_land_whole_and_the_connection_carries_the_next_requests(
     assert stored(live_server, upload_id) == first + second
     # The bodies went through the lanes (less what the parser had read with the headers).
     assert spliced_bytes(live_server) - before > len(first) + len(second) - 2 * SPLICE_MIN
+    # And the service's own counters saw the upload (this server served only it).
+    assert counter(live_server, "upload_bytes_received_total") == len(first) + len(second)
+    assert counter(live_server, "upload_created_total") == 1
+    assert counter(live_server, "upload_finished_total") == 1
 
 
 def test_expect_100_continue_is_answered_before_the_body_is_sent(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from . import metrics
 from .blocking import run_blocking
 from .events import emit
 from .jobs import JobQueue
@@ -21,6 +22,7 @@ class ServiceHooks:
         self.webhooks = webhooks
 
     async def created(self, info: UploadInfo) -> None:
+        metrics.UPLOADS_CREATED.inc()
         await run_blocking(self._created, info)
         log_event(log, "upload.created", upload_id=info.id, owner=info.owner, length=info.length)
 
@@ -36,6 +38,7 @@ class ServiceHooks:
         self.status.update(info.id, offset=info.offset, length=info.length)
 
     async def finished(self, info: UploadInfo) -> None:
+        metrics.UPLOADS_FINISHED.inc()
         await run_blocking(self._finished, info)
         log_event(log, "upload.completed", upload_id=info.id, length=info.length)
 

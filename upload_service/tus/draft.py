@@ -46,7 +46,7 @@ from ..errors import (
 )
 from ..store.base import UploadInfo
 from .body import RequestBody, Stalled, has_body
-from .handler import TusHandler
+from .handler import TusHandler, count_stored_bytes
 
 INTEROP_VERSIONS = range(3, 9)
 NEWEST_VERSION = INTEROP_VERSIONS[-1]
@@ -296,15 +296,16 @@ class DraftHandler:
                 version,
                 claims,
             )
-        try:
-            body = RequestBody(request, self.tus.config.body_timeout)
-            info.offset = await self.tus.store.write(info, body, room)
-        except Stalled:
-            raise await self.tus.stalled(info) from None
-        except ClientDisconnect:
-            # Keep what arrived for a resume; never complete an interrupted upload.
-            info.offset = (await self.tus.store.get(info.id)).offset
-            complete = False
+        with count_stored_bytes(info):
+            try:
+                body = RequestBody(request, self.tus.config.body_timeout)
+                info.offset = await self.tus.store.write(info, body, room)
+            except Stalled:
+                raise await self.tus.stalled(info) from None
+            except ClientDisconnect:
+                # Keep what arrived for a resume; never complete an interrupted upload.
+                info.offset = (await self.tus.store.get(info.id)).offset
+                complete = False
         info.updated_at = time.time()
         if complete and info.length is None:
             info.length = info.offset  # the stream's end was the representation's end

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
 import anyio
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from .. import metrics
 from ..auth import TokenClaims
 from ..errors import (
     BadRequest,
@@ -33,7 +34,14 @@ from ..errors import (
     UnsupportedVersion,
 )
 from ..locks import Locker
-from ..store.base import ChecksumMismatch, UploadGone, UploadInfo, UploadNotFound, UploadStore
+from ..store.base import (
+    ChecksumMismatch,
+    Digest,
+    UploadGone,
+    UploadInfo,
+    UploadNotFound,
+    UploadStore,
+)
 from .body import RequestBody, Stalled, has_body
 from .headers import (
     CHECKSUM_ALGORITHMS,
@@ -321,6 +329,16 @@ class TusHandler:
         room = (info.length if info.length is not None else limit) - info.offset
         _check_room(request, room)
         digest = (CHECKSUM_ALGORITHMS[checksum[0]](), checksum[1]) if checksum else None
+        with count_stored_bytes(info):
+            await self._store_body(request, info, room, digest)
+        info.updated_at = time.time()
+        await self.hooks.progressed(info)
+        if info.finished and not was_finished:
+            await self.hooks.finished(info)
+
+    async def _store_body(
+        self, request: Request, info: UploadInfo, room: int, digest: tuple[Digest, bytes] | None
+    ) -> None:
         try:
             body = RequestBody(request, self.config.body_timeout)
             info.offset = await self.store.write(info, body, room, digest)
@@ -340,10 +358,6 @@ class TusHandler:
                 info.updated_at = time.time()
                 await self.hooks.progressed(info)
             raise
-        info.updated_at = time.time()
-        await self.hooks.progressed(info)
-        if info.finished and not was_finished:
-            await self.hooks.finished(info)
 
     async def stalled(self, info: UploadInfo) -> ServiceError:
         """Like a disconnect, but the client may still be listening: keep what
@@ -367,6 +381,16 @@ class TusHandler:
             await self.store.terminate(upload_id)
         await self.hooks.terminated(info)
         return Response(status_code=204, headers=self._headers())
+
+
+@contextmanager
+def count_stored_bytes(info: UploadInfo) -> Iterator[None]:
+    """Adds what a request stored to `upload_bytes_received_total`, however it ended."""
+    start = info.offset
+    try:
+        yield
+    finally:
+        metrics.BYTES_RECEIVED.inc(max(0, info.offset - start))
 
 
 def _check_room(request: Request, room: int) -> None:
