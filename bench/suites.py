@@ -9,7 +9,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,32 +65,24 @@ class Bench:
     def log(self, message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
-    @contextlib.contextmanager
-    def ours(self, workers: int = 1) -> Iterator[procs.Proc]:
-        data = Path(self._fresh_dir("ours"))
-        with procs.running(procs.service_proc(data, self.redis_port, workers)) as proc:
-            yield proc
-        shutil.rmtree(data, ignore_errors=True)
+    def ours(self, workers: int = 1) -> contextlib.AbstractContextManager[procs.Proc]:
+        return self._serving("ours", lambda d: procs.service_proc(d, self.redis_port, workers))
 
-    @contextlib.contextmanager
-    def peer(self) -> Iterator[procs.Proc]:
-        data = Path(self._fresh_dir("peer"))
-        with procs.running(procs.tus_peer_proc(data)) as proc:
-            yield proc
-        shutil.rmtree(data, ignore_errors=True)
+    def peer(self) -> contextlib.AbstractContextManager[procs.Proc]:
+        return self._serving("peer", procs.tus_peer_proc)
 
-    @contextlib.contextmanager
-    def bare(self) -> Iterator[procs.Proc]:
+    def bare(self) -> contextlib.AbstractContextManager[procs.Proc]:
         """The raw kernel path (bench/bare_splice.py): what this machine allows at best."""
-        data = Path(self._fresh_dir("bare"))
-        with procs.running(procs.bare_splice_proc(data)) as proc:
+        return self._serving("bare", procs.bare_splice_proc)
+
+    @contextlib.contextmanager
+    def _serving(self, name: str, make: Callable[[Path], procs.Proc]) -> Iterator[procs.Proc]:
+        """A server on a fresh data directory, removed with what it stored afterwards."""
+        data = self.tmp / f"{name}-{time.monotonic_ns()}"
+        data.mkdir()
+        with procs.running(make(data)) as proc:
             yield proc
         shutil.rmtree(data, ignore_errors=True)
-
-    def _fresh_dir(self, name: str) -> str:
-        path = self.tmp / f"{name}-{time.monotonic_ns()}"
-        path.mkdir()
-        return str(path)
 
     def upload(self, proc: procs.Proc, size: int, **kw: object) -> tuple[float, client.Response]:
         base, token = self.target(proc)

@@ -33,6 +33,14 @@ def create(conn: http.client.HTTPConnection, token: str, length: int) -> str:
     return response.headers["Location"].rsplit("/", 1)[-1]
 
 
+def new_upload(server: LiveServer, token: str, length: int) -> str:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        return create(conn, token, length)
+    finally:
+        conn.close()
+
+
 def patch_headers(token: str, offset: int, length: int) -> dict[str, str]:
     return tus_headers(
         token,
@@ -113,9 +121,7 @@ def test_expect_100_continue_is_answered_before_the_body_is_sent(
 ) -> None:
     token = make_token()
     body = os.urandom(2 * MIB)
-    conn = http.client.HTTPConnection("127.0.0.1", live_server.port, timeout=30)
-    upload_id = create(conn, token, len(body))
-    conn.close()
+    upload_id = new_upload(live_server, token, len(body))
     sock = socket.create_connection(("127.0.0.1", live_server.port), timeout=30)
     lines = [f"PATCH /files/{upload_id} HTTP/1.1", "Host: t", "Expect: 100-continue"]
     lines += [f"{k}: {v}" for k, v in patch_headers(token, 0, len(body)).items()]
@@ -132,9 +138,7 @@ def test_a_body_cut_off_midway_keeps_every_byte_that_arrived(
 ) -> None:
     token = make_token()
     sent = os.urandom(3 * MIB)
-    conn = http.client.HTTPConnection("127.0.0.1", live_server.port, timeout=30)
-    upload_id = create(conn, token, 8 * MIB)
-    conn.close()
+    upload_id = new_upload(live_server, token, 8 * MIB)
     sock = raw_patch(live_server, token, upload_id, 8 * MIB)
     sock.sendall(sent)
     sock.close()  # the laptop lid closes
@@ -158,9 +162,7 @@ def test_a_stalled_body_is_answered_408_with_the_stored_offset(
     server = server_factory(UPLOAD_BODY_TIMEOUT="1")
     token = make_token()
     sent = os.urandom(MIB)
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-    upload_id = create(conn, token, 4 * MIB)
-    conn.close()
+    upload_id = new_upload(server, token, 4 * MIB)
     sock = raw_patch(server, token, upload_id, 4 * MIB)
     sock.sendall(sent)  # then nothing, with the connection open
     sock.settimeout(30)

@@ -61,14 +61,6 @@ def etag_of(body: bytes) -> str:
     return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
 
 
-# The new body, and word to every server's near cache, in one command: a
-# redis-py pipeline of the two took twice as long (0.26 vs 0.11 ms per write).
-_PUT = """
-redis.call('set', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return redis.call('publish', ARGV[3], ARGV[4])
-"""
-
-
 class StatusStore:
     """Synchronous writer and reader, for workers and (through threads) the server."""
 
@@ -76,7 +68,6 @@ class StatusStore:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.redis = redis
-        self._put = redis.register_script(_PUT) if redis is not None else None
 
     def _path(self, upload_id: str) -> Path:
         return self.directory / f"{upload_id}.json"
@@ -106,10 +97,15 @@ class StatusStore:
         record["updated_at"] = iso()
         body = encode(record)  # once, for the file and the cache alike
         atomic_write_bytes(self._path(record["id"]), body)
-        if self._put is not None:
-            self._put(
-                keys=[CACHE_PREFIX + record["id"]], args=[body, CACHE_TTL, CHANNEL, record["id"]]
-            )
+        if self.redis is not None:
+            # One round trip: the new body, and word to every server's near cache.
+            # Not a Lua script, though it is faster (0.11 vs 0.26 ms): Redis then
+            # answered the writer before it told the servers, and a poll sent right
+            # after a write could still read the old body from a near cache.
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.set(CACHE_PREFIX + record["id"], body, ex=CACHE_TTL)
+            pipe.publish(CHANNEL, record["id"])
+            pipe.execute()
         return record
 
     def update(self, upload_id: str, **changes: Any) -> Record:
