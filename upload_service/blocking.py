@@ -20,23 +20,38 @@ from typing import TypeVar, TypeVarTuple
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
-# As many as anyio's default: enough that slow disks don't queue the small reads.
-THREADS = 40
+# Two pools, so that the small reads a HEAD or a poll waits on never queue behind
+# the writes of a burst of uploads (status records, Redis, Dramatiq messages):
+# with one pool, 100 uploads arriving at once put their hooks ahead of every HEAD.
+THREADS = 32
+READ_THREADS = 8
 
-_executor: concurrent.futures.ThreadPoolExecutor | None = None
+_pools: dict[str, concurrent.futures.ThreadPoolExecutor] = {}
 _lock = threading.Lock()
 
 
-def _pool() -> concurrent.futures.ThreadPoolExecutor:
-    global _executor
+def _pool(name: str, threads: int) -> concurrent.futures.ThreadPoolExecutor:
     with _lock:
-        if _executor is None:  # per process: made on first use, after any fork
-            _executor = concurrent.futures.ThreadPoolExecutor(THREADS, "blocking")
-        return _executor
+        pool = _pools.get(name)
+        if pool is None:  # per process: made on first use, after any fork
+            pool = _pools[name] = concurrent.futures.ThreadPoolExecutor(threads, name)
+        return pool
 
 
 async def run_blocking(func: Callable[[*Ts], T], *args: *Ts) -> T:
-    done = asyncio.get_running_loop().run_in_executor(_pool(), func, *args)
+    """Run `func(*args)` in a worker thread; a cancelled caller still waits for it."""
+    return await _run(_pool("blocking", THREADS), func, *args)
+
+
+async def run_read(func: Callable[[*Ts], T], *args: *Ts) -> T:
+    """Like run_blocking, for short reads a request waits on (a HEAD's upload record)."""
+    return await _run(_pool("blocking-read", READ_THREADS), func, *args)
+
+
+async def _run(
+    pool: concurrent.futures.ThreadPoolExecutor, func: Callable[[*Ts], T], *args: *Ts
+) -> T:
+    done = asyncio.get_running_loop().run_in_executor(pool, func, *args)
     try:
         return await asyncio.shield(done)
     except asyncio.CancelledError:

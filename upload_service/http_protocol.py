@@ -95,6 +95,21 @@ class _Pieces:
 
 
 class UploadHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, with the body buffer and the splice hand-off above."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.body_seen = 0  # body bytes of the current request the parser has handed on
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self.body_seen = 0
+        length = self._spliceable_length()
+        if length is not None and self.cycle is not None and self.cycle.scope is self.scope:
+            mover = _BodyMover(self, self.cycle, length)
+            extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
+            extensions[BODY_TO_FILE] = {"to_file": mover.to_file}
+
     def on_body(self, body: bytes) -> None:
         self.body_seen += len(body)
         cycle = self.cycle
@@ -112,19 +127,6 @@ class UploadHttpToolsProtocol(HttpToolsProtocol):
         if pending.size > HIGH_WATER:
             self.flow.pause_reading()
         cycle.message_event.set()
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.body_seen = 0  # body bytes of the current request the parser has handed on
-
-    def on_headers_complete(self) -> None:
-        super().on_headers_complete()
-        self.body_seen = 0
-        length = self._spliceable_length()
-        if length is not None and self.cycle is not None and self.cycle.scope is self.scope:
-            mover = _BodyMover(self, self.cycle, length)
-            extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
-            extensions[BODY_TO_FILE] = {"to_file": mover.to_file}
 
     def _spliceable_length(self) -> int | None:
         """The body's Content-Length when it may be spliced, else None."""

@@ -17,7 +17,7 @@ from typing import Any, cast
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
-from .blocking import run_blocking
+from .blocking import run_read
 from .status_cache import CHANNEL, NearCache
 from .store.base import UploadInfo
 from .store.local import atomic_write_bytes
@@ -159,7 +159,7 @@ class StatusReader:
     async def _from_disk(self, upload_id: str) -> bytes | None:
         path = self.directory / f"{upload_id}.json"
         try:
-            record = json.loads(await run_blocking(path.read_bytes))
+            record = json.loads(await run_read(path.read_bytes))
         except (FileNotFoundError, OSError, ValueError):
             return None
         body = encode(record)

@@ -24,7 +24,7 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
-from ..blocking import run_blocking
+from ..blocking import run_blocking, run_read
 from .base import (
     ChecksumMismatch,
     Digest,
@@ -113,7 +113,7 @@ class LocalStore:
         await run_blocking(self._create, info)
 
     async def get(self, upload_id: str) -> UploadInfo:
-        return await run_blocking(self._read, upload_id)
+        return await run_read(self._read, upload_id)
 
     async def save(self, info: UploadInfo) -> None:
         await run_blocking(self._save, info)
