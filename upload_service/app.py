@@ -96,6 +96,11 @@ class Services:
         return cls(**parts)
 
 
+# See TusConfig.admitted: measured under 100 concurrent uploads on 2 cores, 4 and 8
+# cut HEAD p99 to 12-31 ms; 16 hardly changed it.
+LOCAL_ADMITTED = 8
+
+
 def create_app(settings: Settings, services: Services | None = None) -> Starlette:
     if not settings.token_secret:
         raise SystemExit("UPLOAD_TOKEN_SECRET is not set: the server cannot check upload tokens")
@@ -115,6 +120,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             expiry=settings.expiry,
             behind_proxy=settings.behind_proxy,
             body_timeout=settings.body_timeout,
+            admitted=LOCAL_ADMITTED if settings.upload_store == "local" else None,
         ),
         authenticate,
         ServiceHooks(services.status, services.jobs, webhooks=bool(settings.webhook_url)),

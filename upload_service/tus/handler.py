@@ -7,11 +7,13 @@ thing reported.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 from starlette.requests import ClientDisconnect, Request
@@ -67,6 +69,13 @@ class TusConfig:
     behind_proxy: bool = False
     path: str = "/files/"
     body_timeout: float = 60.0  # seconds a body may send nothing before it is cut off
+    # How many creations, PATCH starts and PATCH ends may run at once (None: any).
+    # Each is a few ms of interpreter time between thread and Redis round trips; a
+    # hundred at once fill every turn of the event loop and a HEAD waits behind
+    # them all (p99 35-60 ms under 100 concurrent uploads, 21-31 ms with 8). Bodies
+    # stream outside of it. Only for stores whose calls are local: a store that
+    # waits on the network (B2) would hold its places while idle.
+    admitted: int | None = None
 
 
 class TusHandler:
@@ -83,6 +92,9 @@ class TusHandler:
         self.config = config
         self.authenticate = authenticate
         self.hooks = hooks or NoHooks()
+        self._admitted: contextlib.AbstractAsyncContextManager[Any] = (
+            anyio.Semaphore(config.admitted) if config.admitted else contextlib.nullcontext()
+        )
         self._writes = 0  # requests streaming a body into the store right now
         self._idle: anyio.Event | None = None  # set when _writes drops to 0 during drain()
 
@@ -214,8 +226,9 @@ class TusHandler:
         checksum = self._checksum(request) if with_body else None
         if with_body:
             _check_room(request, (length if length is not None else limit) - info.offset)
-        await self.store.create(info)
-        await self.hooks.created(info)
+        async with self._admitted:
+            await self.store.create(info)
+            await self.hooks.created(info)
         response_headers = self._headers(Location=self.location(request, info.id))
         if with_body:
             async with self._writing(), self.locker.lock(info.id):
@@ -277,17 +290,19 @@ class TusHandler:
         offset = parse_offset(request.headers.get("upload-offset"))
         checksum = self._checksum(request)
         upload_id = request.path_params["upload_id"]
-        async with self._writing(), self.locker.lock(upload_id):
-            info = await self.load(upload_id, claims)
-            if info.concat == "final":
-                raise Forbidden("a final concatenation cannot be patched")
-            if offset != info.offset:
-                raise MismatchedOffset(
-                    f"Upload-Offset is {offset} but the upload is at {info.offset}",
-                    headers={"Upload-Offset": str(info.offset)},
-                )
-            was_finished = info.finished
-            await self._declare_length(request, info, self._limit(claims))
+        async with self._writing(), contextlib.AsyncExitStack() as held:
+            async with self._admitted:
+                await held.enter_async_context(self.locker.lock(upload_id))
+                info = await self.load(upload_id, claims)
+                if info.concat == "final":
+                    raise Forbidden("a final concatenation cannot be patched")
+                if offset != info.offset:
+                    raise MismatchedOffset(
+                        f"Upload-Offset is {offset} but the upload is at {info.offset}",
+                        headers={"Upload-Offset": str(info.offset)},
+                    )
+                was_finished = info.finished
+                await self._declare_length(request, info, self._limit(claims))
             await self._write(request, info, self._limit(claims), checksum, was_finished)
         headers = self._headers(**{"Upload-Offset": str(info.offset)})
         headers.update(self._expiry_headers(info))
@@ -332,9 +347,10 @@ class TusHandler:
         with count_stored_bytes(info):
             await self._store_body(request, info, room, digest)
         info.updated_at = time.time()
-        await self.hooks.progressed(info)
-        if info.finished and not was_finished:
-            await self.hooks.finished(info)
+        async with self._admitted:
+            await self.hooks.progressed(info)
+            if info.finished and not was_finished:
+                await self.hooks.finished(info)
 
     async def _store_body(
         self, request: Request, info: UploadInfo, room: int, digest: tuple[Digest, bytes] | None
