@@ -47,14 +47,8 @@ def main(argv: list[str] | None = None) -> None:
             suites.make_source(source, params.size)
             fd = os.open(source, os.O_RDONLY)
             bench = suites.Bench(params, tmp, redis.port, source, fd)
-            single_mb_s = None
             for name in chosen:
-                if name == "concurrency":
-                    suites.concurrency(bench, single_mb_s)
-                else:
-                    getattr(suites, name)(bench)
-                if name == "single":
-                    single_mb_s = bench.figures[0].value
+                getattr(suites, name)(bench)
             os.close(fd)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -60,7 +60,9 @@ class Bench:
     fd: int
     token: str = field(default_factory=client.make_token)
     figures: list[Figure] = field(default_factory=list)
-    bare_single_mb_s: float | None = None  # set by `single`, read by `concurrency`
+    # One upload alone, this service and the bare responder: set by `single`, read later.
+    single_mb_s: float | None = None
+    bare_single_mb_s: float | None = None
 
     def log(self, message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
@@ -162,6 +164,7 @@ def single(bench: Bench) -> None:
             rate("dd-batch", dd_write(bench, WRITE_BATCH, size))
             rate("dd-chunk", dd_write(bench, p.chunk, size))
         peak = ours.peak_rss()
+    bench.single_mb_s = median(runs["ours-one"])
     bench.bare_single_mb_s = median(runs["bare-one"])
 
     label = f"{size / GIB:g} GiB" if size >= GIB else f"{size // MIB} MiB"
@@ -323,7 +326,8 @@ def bursts(bench: Bench, proc: procs.Proc) -> load.Pooled:
     return load.pooled(rounds)
 
 
-def concurrency(bench: Bench, single_mb_s: float | None) -> None:
+def concurrency(bench: Bench) -> None:
+    single_mb_s = bench.single_mb_s
     p = bench.params
     section = (
         f"{p.concurrent} concurrent uploads of {p.concurrent_size // MB} MB (one PATCH each; "
@@ -464,6 +468,16 @@ def workers(bench: Bench) -> None:
                 f"N={one}",
                 uploads[one],
                 note=f"failed uploads: {failed[n]} at N={n}, {failed[one]} at N={one}",
+            ),
+            Figure(
+                section,
+                f"{p.concurrent} x {p.concurrent_size // MB} MB uploads, N={n}, "
+                "vs one upload alone",
+                uploads[n],
+                "MB/s",
+                "single one-PATCH median",
+                bench.single_mb_s,
+                note="one process per core, as a production server would run",
             ),
             Figure(section, f"status polling, N={n}", polls[n], "req/s", f"N={one}", polls[one]),
             Figure(
