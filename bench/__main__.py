@@ -16,9 +16,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import procs, report, suites
+from . import harness, load_suites, procs, report, upload_suites
 
-SUITES = ("single", "memory", "latency", "concurrency", "polling", "workers")
+SUITES = {
+    "single": upload_suites.single,
+    "memory": upload_suites.memory,
+    "latency": upload_suites.latency,
+    "concurrency": load_suites.concurrency,
+    "polling": load_suites.polling,
+    "workers": load_suites.workers,
+}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--tmp", type=Path, default=None, help="parent of the temp dir")
     args = parser.parse_args(argv)
-    params = suites.Params.quick() if args.quick else suites.Params()
+    params = harness.Params.quick() if args.quick else harness.Params()
     if args.repeats:
         params.repeats = args.repeats
     chosen = args.only or list(SUITES)
@@ -44,11 +51,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         with procs.running(redis):
             source = tmp / "source.bin"
-            suites.make_source(source, params.size)
+            harness.make_source(source, params.size)
             fd = os.open(source, os.O_RDONLY)
-            bench = suites.Bench(params, tmp, redis.port, source, fd)
+            bench = harness.Bench(params, tmp, redis.port, source, fd)
             for name in chosen:
-                getattr(suites, name)(bench)
+                SUITES[name](bench)
             os.close(fd)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

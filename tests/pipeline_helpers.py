@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 from conftest import settings_env
 
@@ -146,3 +147,20 @@ def ffprobe_json(target: str) -> dict[str, Any]:
     assert result.returncode == 0, result.stderr.decode()
     data: dict[str, Any] = json.loads(result.stdout)
     return data
+
+
+async def tus_upload(client: httpx.AsyncClient, token: str, path: Path) -> str:
+    data = await anyio.Path(path).read_bytes()
+    response = await client.post(
+        "/files/",
+        content=data,
+        headers={
+            "Tus-Resumable": "1.0.0",
+            "Authorization": f"Bearer {token}",
+            "Upload-Length": str(len(data)),
+            "Upload-Metadata": tus_metadata(filename=path.name),
+            "Content-Type": "application/offset+octet-stream",
+        },
+    )
+    assert response.status_code == 201, response.text
+    return response.headers["Location"].rstrip("/").rsplit("/", 1)[-1]

@@ -15,11 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
 import pytest
 from media_helpers import make_audio, make_text_file, make_truncated_mp4, make_video
-from pipeline_helpers import tus_metadata
+from pipeline_helpers import tus_upload
 from redis import Redis
 
 from processors.failures import CorruptMedia, FfmpegTimeout, UnsupportedMedia
@@ -75,23 +74,6 @@ def make_ctx(settings: Settings, publisher: Any = None) -> PipelineContext:
         jobs=MemoryJobQueue(),
         publisher=publisher or CountingPublisher(settings),
     )
-
-
-async def tus_upload(client: httpx.AsyncClient, token: str, path: Path) -> str:
-    data = await anyio.Path(path).read_bytes()
-    response = await client.post(
-        "/files/",
-        content=data,
-        headers={
-            "Tus-Resumable": "1.0.0",
-            "Authorization": f"Bearer {token}",
-            "Upload-Length": str(len(data)),
-            "Upload-Metadata": tus_metadata(filename=path.name),
-            "Content-Type": "application/offset+octet-stream",
-        },
-    )
-    assert response.status_code == 201, response.text
-    return response.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
 
 
 def events(ctx: PipelineContext) -> list[dict[str, Any]]:

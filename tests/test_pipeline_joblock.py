@@ -21,7 +21,7 @@ import httpx
 import pytest
 from conftest import settings_env
 from media_helpers import make_video
-from pipeline_helpers import tus_metadata
+from pipeline_helpers import tus_upload
 from redis import Redis
 
 from processors.joblock import KEY_PREFIX, JobLock, lock_ttl
@@ -49,23 +49,6 @@ class BlockingPublisher:
             self.entered.set()
             self.go_on.wait(60)
         return self.inner.publish(upload_id, items, on_progress)
-
-
-async def tus_upload(client: httpx.AsyncClient, token: str, path: Path) -> str:
-    data = await anyio.Path(path).read_bytes()
-    response = await client.post(
-        "/files/",
-        content=data,
-        headers={
-            "Tus-Resumable": "1.0.0",
-            "Authorization": f"Bearer {token}",
-            "Upload-Length": str(len(data)),
-            "Upload-Metadata": tus_metadata(filename=path.name),
-            "Content-Type": "application/offset+octet-stream",
-        },
-    )
-    assert response.status_code == 201, response.text
-    return response.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
 
 
 def files_under(path: Path) -> list[str]:

@@ -9,12 +9,15 @@ the store iterates instead.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 
 import anyio
 from starlette.requests import ClientDisconnect, Request
 
+from .. import metrics
 from ..body_splice import BODY_TO_FILE
+from ..store.base import UploadInfo
 
 
 class Stalled(Exception):
@@ -72,3 +75,13 @@ async def _chunks(request: Request, idle_timeout: float | None) -> AsyncIterator
         if waiting.cancelled_caught:
             raise Stalled()
         yield chunk
+
+
+@contextmanager
+def count_stored_bytes(info: UploadInfo) -> Iterator[None]:
+    """Adds what a request stored to `upload_bytes_received_total`, however it ended."""
+    start = info.offset
+    try:
+        yield
+    finally:
+        metrics.BYTES_RECEIVED.inc(max(0, info.offset - start))

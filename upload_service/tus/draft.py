@@ -45,8 +45,8 @@ from ..errors import (
     UnsupportedContentType,
 )
 from ..store.base import UploadInfo
-from .body import RequestBody, Stalled, has_body
-from .handler import TusHandler, count_stored_bytes
+from .body import RequestBody, Stalled, count_stored_bytes, has_body
+from .handler import TusHandler
 
 INTEROP_VERSIONS = range(3, 9)
 NEWEST_VERSION = INTEROP_VERSIONS[-1]

@@ -7,11 +7,15 @@ thing reported.
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import (
+    AbstractAsyncContextManager,
+    AsyncExitStack,
+    asynccontextmanager,
+    nullcontext,
+)
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +23,6 @@ import anyio
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from .. import metrics
 from ..auth import TokenClaims
 from ..errors import (
     BadRequest,
@@ -44,7 +47,7 @@ from ..store.base import (
     UploadNotFound,
     UploadStore,
 )
-from .body import RequestBody, Stalled, has_body
+from .body import RequestBody, Stalled, count_stored_bytes, has_body
 from .headers import (
     CHECKSUM_ALGORITHMS,
     EXTENSIONS,
@@ -92,8 +95,8 @@ class TusHandler:
         self.config = config
         self.authenticate = authenticate
         self.hooks = hooks or NoHooks()
-        self._admitted: contextlib.AbstractAsyncContextManager[Any] = (
-            anyio.Semaphore(config.admitted) if config.admitted else contextlib.nullcontext()
+        self._admitted: AbstractAsyncContextManager[Any] = (
+            anyio.Semaphore(config.admitted) if config.admitted else nullcontext()
         )
         self._writes = 0  # requests streaming a body into the store right now
         self._idle: anyio.Event | None = None  # set when _writes drops to 0 during drain()
@@ -290,7 +293,7 @@ class TusHandler:
         offset = parse_offset(request.headers.get("upload-offset"))
         checksum = self._checksum(request)
         upload_id = request.path_params["upload_id"]
-        async with self._writing(), contextlib.AsyncExitStack() as held:
+        async with self._writing(), AsyncExitStack() as held:
             async with self._admitted:
                 await held.enter_async_context(self.locker.lock(upload_id))
                 info = await self.load(upload_id, claims)
@@ -397,16 +400,6 @@ class TusHandler:
             await self.store.terminate(upload_id)
         await self.hooks.terminated(info)
         return Response(status_code=204, headers=self._headers())
-
-
-@contextmanager
-def count_stored_bytes(info: UploadInfo) -> Iterator[None]:
-    """Adds what a request stored to `upload_bytes_received_total`, however it ended."""
-    start = info.offset
-    try:
-        yield
-    finally:
-        metrics.BYTES_RECEIVED.inc(max(0, info.offset - start))
 
 
 def _check_room(request: Request, room: int) -> None:

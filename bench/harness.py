@@ -1,0 +1,118 @@
+"""What every suite shares: the parameters, the running bench (servers, the source file,
+the figures so far) and the source file's making."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import client, procs
+from .report import Figure
+
+MB = 1000**2
+MIB = 1024**2
+GIB = 1024**3
+
+
+@dataclass
+class Params:
+    size: int = GIB  # the single-upload file
+    repeats: int = 3
+    chunk: int = 8 * MIB
+    rss_sizes: tuple[int, ...] = (100 * MB, GIB, 4 * GIB)
+    latency_sizes: tuple[int, ...] = (MB, 100 * MB, GIB)
+    latency_repeats: int = 3
+    concurrent: int = 100
+    concurrent_size: int = 20 * MB
+    concurrent_repeats: int = 3
+    pollers: int = 200
+    poll_seconds: float = 8.0
+    workers: tuple[int, ...] = (1, 2)
+
+    @classmethod
+    def quick(cls) -> Params:
+        return cls(
+            size=256 * MIB,
+            repeats=1,
+            rss_sizes=(100 * MB, GIB),
+            latency_sizes=(MB, 100 * MB),
+            latency_repeats=2,
+            concurrent=20,
+            concurrent_repeats=1,
+            pollers=200,
+            poll_seconds=3.0,
+        )
+
+
+@dataclass
+class Bench:
+    params: Params
+    tmp: Path
+    redis_port: int
+    source: Path
+    fd: int
+    token: str = field(default_factory=client.make_token)
+    figures: list[Figure] = field(default_factory=list)
+    # One upload alone, this service and the bare responder: set by `single`, read later.
+    single_mb_s: float | None = None
+    bare_single_mb_s: float | None = None
+
+    def log(self, message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+    def ours(self, workers: int = 1) -> contextlib.AbstractContextManager[procs.Proc]:
+        return self._serving("ours", lambda d: procs.service_proc(d, self.redis_port, workers))
+
+    def peer(self) -> contextlib.AbstractContextManager[procs.Proc]:
+        return self._serving("peer", procs.tus_peer_proc)
+
+    def bare(self) -> contextlib.AbstractContextManager[procs.Proc]:
+        """The raw kernel path (bench/bare_splice.py): what this machine allows at best."""
+        return self._serving("bare", procs.bare_splice_proc)
+
+    @contextlib.contextmanager
+    def _serving(self, name: str, make: Callable[[Path], procs.Proc]) -> Iterator[procs.Proc]:
+        """A server on a fresh data directory, removed with what it stored afterwards."""
+        data = self.tmp / f"{name}-{time.monotonic_ns()}"
+        data.mkdir()
+        with procs.running(make(data)) as proc:
+            yield proc
+        shutil.rmtree(data, ignore_errors=True)
+
+    def upload(self, proc: procs.Proc, size: int, **kw: object) -> tuple[float, client.Response]:
+        base, token = self.target(proc)
+        try:
+            return client.upload(proc.port, base, token, self.fd, size, **kw)  # type: ignore[arg-type]
+        finally:
+            self.drop_files(proc)
+
+    def target(self, proc: procs.Proc) -> tuple[str, str | None]:
+        if proc.name.startswith(("@tus", "bare")):
+            return "/files", None
+        return "/files/", self.token
+
+    def drop_files(self, proc: procs.Proc) -> None:
+        # Uploaded bytes are not needed after timing: keep disk and page cache small.
+        directory = Path(proc.argv[-1]) if proc.name.startswith(("@tus", "bare")) else None
+        if directory is None:
+            directory = Path(proc.env["UPLOAD_DATA_DIR"]) / "uploads"
+        for f in directory.glob("*"):
+            if f.is_file() and f.stat().st_size > 64 * 1024:
+                f.unlink()
+
+
+def make_source(path: Path, size: int) -> None:
+    """Random bytes (incompressible), reused across runs when the size matches."""
+    if path.exists() and path.stat().st_size == size:
+        return
+    with open(path, "wb") as f:
+        remaining = size
+        while remaining:
+            n = min(remaining, 8 * MIB)
+            f.write(os.urandom(n))
+            remaining -= n
