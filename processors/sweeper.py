@@ -36,7 +36,6 @@ import dramatiq.broker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Middleware
 from redis import Redis
-from redis.asyncio import Redis as AsyncRedis
 
 from processors.broker import setup_broker
 from upload_service.errors import Locked
@@ -44,6 +43,7 @@ from upload_service.events import emit
 from upload_service.jobs import MAINTENANCE_QUEUE, DramatiqJobQueue, JobQueue
 from upload_service.locks import RedisLocker
 from upload_service.logs import log_event
+from upload_service.redis_wire import RedisWire
 from upload_service.settings import Settings
 from upload_service.status import Record, StatusStore
 from upload_service.store import UploadGone, UploadInfo, UploadNotFound, UploadStore
@@ -114,7 +114,7 @@ def sweep_expired_uploads(
     jobs = DramatiqJobQueue.from_url(settings.redis_url) if settings.webhook_url else None
 
     async def run() -> list[str]:
-        redis = AsyncRedis.from_url(settings.redis_url)
+        redis = RedisWire(settings.redis_url)
         try:
             return await sweep_store(
                 store,

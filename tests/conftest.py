@@ -77,6 +77,7 @@ class RedisServer:
     port: int
     directory: Path
     process: subprocess.Popen[bytes] | None = None
+    extra_args: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -98,6 +99,7 @@ class RedisServer:
                 "no",
                 "--dir",
                 str(self.directory),
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
         )
@@ -169,6 +171,7 @@ async def client(settings: Settings, jobs: MemoryJobQueue) -> AsyncIterator[http
         c.app = app  # type: ignore[attr-defined]
         yield c
     await services.redis.aclose()
+    await services.wire.aclose()
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

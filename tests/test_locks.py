@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 
 from upload_service.errors import Locked
 from upload_service.locks import Locker, MemoryLocker, RedisLocker
+from upload_service.redis_wire import RedisWire
 
 pytestmark = pytest.mark.anyio
 
@@ -36,14 +37,21 @@ async def aredis(redis_server: RedisServer) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
+@pytest.fixture
+async def wire(redis_server: RedisServer) -> AsyncIterator[RedisWire]:
+    client = RedisWire(redis_server.url)
+    yield client
+    await client.aclose()
+
+
 @pytest.fixture(params=["memory", "redis"])
-def make_locker(request: pytest.FixtureRequest, aredis: Redis) -> Callable[[], Locker]:
+def make_locker(request: pytest.FixtureRequest, wire: RedisWire) -> Callable[[], Locker]:
     """Lockers that share their state, like two server processes sharing Redis."""
     if request.param == "memory":
         shared = MemoryLocker()
         return lambda: shared
     prefix = f"test-lock-{secrets.token_hex(4)}:"
-    return lambda: RedisLocker(aredis, ttl=5, prefix=prefix)
+    return lambda: RedisLocker(wire, ttl=5, prefix=prefix)
 
 
 async def test_second_holder_is_refused(make_locker: Callable[[], Locker]) -> None:
@@ -101,11 +109,11 @@ async def test_the_error_is_423() -> None:
 DYING_HOLDER = textwrap.dedent(
     """
     import asyncio, sys
-    from redis.asyncio import Redis
     from upload_service.locks import RedisLocker
+    from upload_service.redis_wire import RedisWire
 
     async def main():
-        locker = RedisLocker(Redis.from_url(sys.argv[1]), ttl=float(sys.argv[3]), prefix="dead:")
+        locker = RedisLocker(RedisWire(sys.argv[1]), ttl=float(sys.argv[3]), prefix="dead:")
         async with locker.lock(sys.argv[2]):
             print("held", flush=True)
             await asyncio.Event().wait()
@@ -131,11 +139,11 @@ def kill_a_holder(redis_url: str, key: str) -> None:
 
 
 async def test_dead_holders_lock_expires_after_its_ttl(
-    redis_server: RedisServer, aredis: Redis
+    redis_server: RedisServer, aredis: Redis, wire: RedisWire
 ) -> None:
     key = secrets.token_hex(4)
     await anyio.to_thread.run_sync(kill_a_holder, redis_server.url, key)
-    locker = RedisLocker(aredis, ttl=1, prefix="dead:")
+    locker = RedisLocker(wire, ttl=1, prefix="dead:")
     # Dead, but its lock is still there: nobody can know it died.
     ttl_ms = await aredis.pttl(f"dead:{key}")
     assert 0 < ttl_ms <= 1000
@@ -153,10 +161,10 @@ async def test_dead_holders_lock_expires_after_its_ttl(
         pytest.fail("the dead holder's lock never expired")
 
 
-async def test_renewal_keeps_a_long_hold_alive(aredis: Redis) -> None:
+async def test_renewal_keeps_a_long_hold_alive(aredis: Redis, wire: RedisWire) -> None:
     prefix = f"renew-{secrets.token_hex(4)}:"
-    holder = RedisLocker(aredis, ttl=0.3, prefix=prefix)
-    other = RedisLocker(aredis, ttl=0.3, prefix=prefix)
+    holder = RedisLocker(wire, ttl=0.3, prefix=prefix)
+    other = RedisLocker(wire, ttl=0.3, prefix=prefix)
     async with holder.lock("k"):
         for _ in range(12):  # about 4 TTLs
             await anyio.sleep(0.1)
@@ -169,10 +177,10 @@ async def test_renewal_keeps_a_long_hold_alive(aredis: Redis) -> None:
         pass
 
 
-async def test_holder_never_releases_a_lock_it_lost(aredis: Redis) -> None:
+async def test_holder_never_releases_a_lock_it_lost(aredis: Redis, wire: RedisWire) -> None:
     prefix = f"lost-{secrets.token_hex(4)}:"
-    first = RedisLocker(aredis, ttl=5, prefix=prefix)
-    second = RedisLocker(aredis, ttl=5, prefix=prefix)
+    first = RedisLocker(wire, ttl=5, prefix=prefix)
+    second = RedisLocker(wire, ttl=5, prefix=prefix)
     async with AsyncExitStack() as stack:
         async with first.lock("k"):
             await aredis.delete(prefix + "k")  # as if first's TTL ran out during a stall
@@ -185,12 +193,12 @@ async def test_holder_never_releases_a_lock_it_lost(aredis: Redis) -> None:
     assert not await aredis.exists(prefix + "k")
 
 
-async def test_a_holder_that_loses_its_lock_is_cancelled(aredis: Redis) -> None:
+async def test_a_holder_that_loses_its_lock_is_cancelled(aredis: Redis, wire: RedisWire) -> None:
     """If the lock passed to someone else, the old holder must stop writing."""
     import asyncio
 
     prefix = f"lost-{secrets.token_hex(4)}:"
-    locker = RedisLocker(aredis, ttl=0.6, prefix=prefix)
+    locker = RedisLocker(wire, ttl=0.6, prefix=prefix)
     reached_the_end = False
 
     async def hold() -> None:

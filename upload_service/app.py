@@ -34,6 +34,7 @@ from .lifecycle import ServiceHooks
 from .locks import Locker, RedisLocker
 from .logs import log_event, request_id
 from .middleware import MethodOverride, RequestContext
+from .redis_wire import RedisWire
 from .settings import Settings
 from .status import StatusReader, StatusStore
 from .status_cache import NearCache
@@ -64,6 +65,7 @@ class Services:
     reader: StatusReader
     jobs: JobQueue
     redis: AsyncRedis
+    wire: RedisWire  # the lean connection for what every upload or poll does
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> Services:
@@ -79,6 +81,8 @@ class Services:
                 retry=AsyncRetry(ExponentialBackoff(cap=1.0, base=0.05), 3),
             )
         )
+        # Locks and the near cache's subscription: see redis_wire for why not redis-py.
+        wire = overrides.pop("wire", None) or RedisWire(settings.redis_url)
         sync_redis = Redis.from_url(
             settings.redis_url, retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3)
         )
@@ -86,11 +90,12 @@ class Services:
             "settings": settings,
             # UPLOAD_STORE: the same factory the pipeline and the sweeper use.
             "store": overrides.pop("store", None) or make_store(settings),
-            "locker": RedisLocker(redis, ttl=settings.lock_ttl),
+            "locker": RedisLocker(wire, ttl=settings.lock_ttl),
             "status": StatusStore(settings.status_dir, sync_redis),
-            "reader": StatusReader(settings.status_dir, redis, NearCache(redis)),
+            "reader": StatusReader(settings.status_dir, redis, NearCache(wire)),
             "jobs": DramatiqJobQueue.from_url(settings.redis_url),
             "redis": redis,
+            "wire": wire,
         }
         parts.update(overrides)
         return cls(**parts)
@@ -199,6 +204,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         # lands here: give them a moment to record their offset and unlock.
         await tus.drain(grace=5)
         await services.redis.aclose()
+        await services.wire.aclose()
         log_event(log, "server.stopped")
 
     app = Starlette(

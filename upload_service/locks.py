@@ -14,22 +14,22 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppres
 from typing import Protocol
 
 import anyio
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from .errors import Locked
+from .redis_wire import RedisWire, Script
 
 log = logging.getLogger("upload_service.locks")
 
 # Delete the key only if it still holds our token: never release someone else's lock.
-_RELEASE = """
+_RELEASE = Script("""
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
-"""
-_EXTEND = """
+""")
+_EXTEND = Script("""
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 0
-"""
+""")
 
 
 class Locker(Protocol):
@@ -61,7 +61,7 @@ class RedisLocker:
     beside a new holder.
     """
 
-    def __init__(self, redis: Redis, ttl: float = 8.0, prefix: str = "upload-lock:") -> None:
+    def __init__(self, redis: RedisWire, ttl: float = 8.0, prefix: str = "upload-lock:") -> None:
         self.redis = redis
         self.ttl_ms = int(ttl * 1000)
         self.prefix = prefix
@@ -70,7 +70,7 @@ class RedisLocker:
     async def lock(self, key: str) -> AsyncIterator[None]:
         key = self.prefix + key
         token = secrets.token_hex(16)
-        if not await self.redis.set(key, token, nx=True, px=self.ttl_ms):
+        if not await self.redis.execute("SET", key, token, "NX", "PX", self.ttl_ms):
             raise Locked()
         renewal = _Renewal(self, key, token, asyncio.current_task())
         try:
@@ -83,7 +83,7 @@ class RedisLocker:
             with anyio.CancelScope(shield=True):
                 with suppress(RedisError, TimeoutError):  # unreleased, it expires with its TTL
                     async with asyncio.timeout(self.ttl_ms / 1000):
-                        await self.redis.eval(_RELEASE, 1, key, token)
+                        await self.redis.run_script(_RELEASE, [key], [token])
 
 
 class _Renewal:
@@ -123,8 +123,8 @@ class _Renewal:
 
     async def _extend(self) -> None:
         try:
-            kept = await self.locker.redis.eval(
-                _EXTEND, 1, self.key, self.token, self.locker.ttl_ms
+            kept = await self.locker.redis.run_script(
+                _EXTEND, [self.key], [self.token, self.locker.ttl_ms]
             )
         except RedisError as exc:  # a passing outage: the TTL leaves room to retry
             log.warning("lock.renew_failed", extra={"fields": {"key": self.key, "error": str(exc)}})
