@@ -38,21 +38,35 @@ class ConcurrentResult:
 
 @dataclass
 class Pooled:
-    """Several rounds as one figure: the median round's rate, every round's errors and HEADs."""
+    """Several rounds as one figure: the median round's rate, every round's errors and
+    HEADs, and the median of the uploads alone measured between the rounds."""
 
-    mb_per_s: float
+    rates: list[float]  # MB/s of each round
     errors: int
     head_ms: list[float]
     head_errors: int
+    singles: list[float]  # MB/s of each upload alone
+
+    @property
+    def mb_per_s(self) -> float:
+        return _middle(self.rates)
+
+    @property
+    def single_mb_s(self) -> float:
+        return _middle(self.singles)
 
 
-def pooled(rounds: list[ConcurrentResult]) -> Pooled:
-    rates = sorted(r.mb_per_s for r in rounds)
+def _middle(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def pooled(rounds: list[ConcurrentResult], singles: list[float]) -> Pooled:
     return Pooled(
-        rates[len(rates) // 2],
+        [r.mb_per_s for r in rounds],
         sum(r.errors for r in rounds),
         [ms for r in rounds for ms in r.head_ms],
         sum(r.head_errors for r in rounds),
+        singles,
     )
 
 
