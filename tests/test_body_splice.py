@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import anyio
@@ -49,18 +49,31 @@ def open_target(tmp_path: Path, flags: int = 0) -> int:
     return os.open(tmp_path / "target", os.O_WRONLY | os.O_CREAT | flags, 0o600)
 
 
+def opener(tmp_path: Path, flags: int = 0) -> Callable[[], int]:
+    """What a store hands the lane: it opens the file in its thread, and closes it."""
+    return lambda: open_target(tmp_path, flags)
+
+
+def read_only(tmp_path: Path) -> Callable[[], int]:
+    return lambda: os.open(tmp_path / "target", os.O_RDONLY)
+
+
+def open_descriptors_of(path: Path) -> int:
+    return sum(
+        1
+        for fd in os.listdir("/proc/self/fd")
+        if os.path.realpath(f"/proc/self/fd/{fd}") == str(path)
+    )
+
+
 async def test_the_body_lands_byte_exact_and_the_next_request_stays_on_the_socket(
     connection: tuple[socket.socket, socket.socket], tmp_path: Path
 ) -> None:
     sender, receiver = connection
     head, body = os.urandom(1000), os.urandom(3 * MIB + 17)
     send_in_background(sender, body + b"GET /next")
-    fd = open_target(tmp_path)
-    try:
-        with anyio.fail_after(20):
-            moved, outcome = await move_body(BodyJob(receiver, fd, head, len(body), 30.0))
-    finally:
-        os.close(fd)
+    with anyio.fail_after(20):
+        moved, outcome = await move_body(BodyJob(receiver, opener(tmp_path), head, len(body), 30.0))
     assert (moved, outcome) == (len(body), Outcome.DONE)
     assert (tmp_path / "target").read_bytes() == head + body
     # Not one byte past the body was taken, and the socket wakes for single bytes again.
@@ -75,12 +88,8 @@ async def test_a_client_that_leaves_early_ends_the_body_with_what_arrived(
     sender, receiver = connection
     arrived = os.urandom(MIB + 5)
     send_in_background(sender, arrived, then_close=True)
-    fd = open_target(tmp_path)
-    try:
-        with anyio.fail_after(20):
-            moved, outcome = await move_body(BodyJob(receiver, fd, b"", 4 * MIB, 30.0))
-    finally:
-        os.close(fd)
+    with anyio.fail_after(20):
+        moved, outcome = await move_body(BodyJob(receiver, opener(tmp_path), b"", 4 * MIB, 30.0))
     assert (moved, outcome) == (len(arrived), Outcome.EOF)
     assert (tmp_path / "target").read_bytes() == arrived
 
@@ -91,12 +100,8 @@ async def test_a_silent_client_is_reported_stalled_after_its_idle_timeout(
     sender, receiver = connection
     arrived = os.urandom(100_000)  # below the low-water mark: taken on a tick
     send_in_background(sender, arrived)
-    fd = open_target(tmp_path)
-    try:
-        with anyio.fail_after(20):
-            moved, outcome = await move_body(BodyJob(receiver, fd, b"", MIB, 0.3))
-    finally:
-        os.close(fd)
+    with anyio.fail_after(20):
+        moved, outcome = await move_body(BodyJob(receiver, opener(tmp_path), b"", MIB, 0.3))
     assert (moved, outcome) == (len(arrived), Outcome.STALLED)
     assert (tmp_path / "target").read_bytes() == arrived
 
@@ -107,19 +112,15 @@ async def test_cancelling_the_wait_stops_the_lane_and_keeps_the_bytes_moved(
     sender, receiver = connection
     arrived = os.urandom(2 * MIB)
     send_in_background(sender, arrived)
-    fd = open_target(tmp_path)
-    job = BodyJob(receiver, fd, b"", 8 * MIB, None)  # no idle timeout: only a stop ends it
+    job = BodyJob(receiver, opener(tmp_path), b"", 8 * MIB, None)  # only a stop ends it
     waiting = asyncio.ensure_future(move_body(job))
-    try:
-        with anyio.fail_after(20):
-            # The lane thread advances `moved`; there is no event to wait on.
-            while job.moved < len(arrived):  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
-            waiting.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await waiting
-    finally:
-        os.close(fd)
+    with anyio.fail_after(20):
+        # The lane thread advances `moved`; there is no event to wait on.
+        while job.moved < len(arrived):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
     # The cancelled caller waited for the lane: the outcome is in, the bytes are on disk.
     assert job.result.result() == (len(arrived), Outcome.STOPPED)
     assert (tmp_path / "target").read_bytes() == arrived
@@ -130,12 +131,8 @@ async def test_a_file_that_cannot_be_written_fails_the_body_with_the_os_error(
 ) -> None:
     _, receiver = connection
     (tmp_path / "target").write_bytes(b"")
-    read_only = os.open(tmp_path / "target", os.O_RDONLY)
-    try:
-        with anyio.fail_after(20), pytest.raises(OSError):
-            await move_body(BodyJob(receiver, read_only, b"head", MIB, 30.0))
-    finally:
-        os.close(read_only)
+    with anyio.fail_after(20), pytest.raises(OSError):
+        await move_body(BodyJob(receiver, read_only(tmp_path), b"head", MIB, 30.0))
 
 
 async def test_a_failed_write_leaves_nothing_behind_for_the_next_body_on_the_lane(
@@ -146,14 +143,10 @@ async def test_a_failed_write_leaves_nothing_behind_for_the_next_body_on_the_lan
     monkeypatch.setattr(body_splice, "LANES", body_splice.Lanes(1))  # both bodies, one pipe
     sender, receiver = connection
     (tmp_path / "target").write_bytes(b"")
-    read_only = os.open(tmp_path / "target", os.O_RDONLY)
     send_in_background(sender, os.urandom(MIB))
-    try:
-        # The socket's bytes reach the pipe, then the file refuses them.
-        with anyio.fail_after(20), pytest.raises(OSError):
-            await move_body(BodyJob(receiver, read_only, b"", MIB, 30.0))
-    finally:
-        os.close(read_only)
+    # The socket's bytes reach the pipe, then the file refuses them.
+    with anyio.fail_after(20), pytest.raises(OSError):
+        await move_body(BodyJob(receiver, read_only(tmp_path), b"", MIB, 30.0))
 
     with socket.create_server(("127.0.0.1", 0)) as listener:
         second_sender = socket.create_connection(listener.getsockname())
@@ -161,16 +154,47 @@ async def test_a_failed_write_leaves_nothing_behind_for_the_next_body_on_the_lan
     second_receiver.setblocking(False)
     body = os.urandom(2 * MIB)
     send_in_background(second_sender, body)
-    fd = open_target(tmp_path, os.O_TRUNC)
     try:
         with anyio.fail_after(20):
-            moved, outcome = await move_body(BodyJob(second_receiver, fd, b"", len(body), 30.0))
+            job = BodyJob(second_receiver, opener(tmp_path, os.O_TRUNC), b"", len(body), 30.0)
+            moved, outcome = await move_body(job)
     finally:
-        os.close(fd)
         second_sender.close()
         second_receiver.close()
     assert (moved, outcome) == (len(body), Outcome.DONE)
     assert (tmp_path / "target").read_bytes() == body  # not a byte of the first body
+
+
+async def test_the_lane_closes_the_file_it_opened_however_the_body_ends(
+    connection: tuple[socket.socket, socket.socket], tmp_path: Path
+) -> None:
+    sender, receiver = connection
+    target = tmp_path / "target"
+    send_in_background(sender, os.urandom(MIB))
+    with anyio.fail_after(20):
+        assert await move_body(BodyJob(receiver, opener(tmp_path), b"", MIB, 30.0)) == (
+            MIB,
+            Outcome.DONE,
+        )
+    assert open_descriptors_of(target) == 0
+    send_in_background(sender, os.urandom(1000), then_close=True)
+    with anyio.fail_after(20):
+        assert await move_body(BodyJob(receiver, opener(tmp_path), b"", MIB, 30.0)) == (
+            1000,
+            Outcome.EOF,
+        )
+    assert open_descriptors_of(target) == 0
+    with anyio.fail_after(20), pytest.raises(OSError):
+        await move_body(BodyJob(receiver, read_only(tmp_path), b"x", MIB, 30.0))
+    assert open_descriptors_of(target) == 0
+
+
+async def test_a_file_that_cannot_be_opened_fails_the_body_with_the_os_error(
+    connection: tuple[socket.socket, socket.socket], tmp_path: Path
+) -> None:
+    _, receiver = connection
+    with anyio.fail_after(20), pytest.raises(FileNotFoundError):
+        await move_body(BodyJob(receiver, opener(tmp_path / "missing-dir"), b"", MIB, 30.0))
 
 
 def test_a_file_that_refuses_splice_is_written_with_plain_writes(tmp_path: Path) -> None:

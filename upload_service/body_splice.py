@@ -27,6 +27,7 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 # The ASGI scope extension through which the application asks for this.
@@ -65,22 +66,26 @@ def splice_supported() -> bool:
 class BodyJob:
     """One body: `head` (bytes the HTTP parser already read), then `count` bytes off `sock`.
 
+    The lane opens the file with `open_file` (a descriptor positioned where the
+    body goes) and closes it when the body ends, in its own thread: two thread
+    hops fewer per upload than opening and closing it from the event loop.
     `result` resolves, on the event loop it was made on, to (bytes written,
-    outcome) or to the OSError that writing the file raised. Every byte taken
-    off the socket is in the file by then.
+    outcome) or to the OSError that opening, writing or closing the file
+    raised. Every byte taken off the socket is in the file by then.
     """
 
     def __init__(
         self,
         sock: SocketLike,
-        file_fd: int,
+        open_file: Callable[[], int],
         head: bytes,
         count: int,
         idle_timeout: float | None,
     ) -> None:
         self.sock = sock
         self.sock_fd = sock.fileno()
-        self.file_fd = file_fd
+        self.open_file = open_file
+        self.file_fd = -1
         self.head = head
         self.count = count
         self.idle_timeout = idle_timeout
@@ -91,7 +96,7 @@ class BodyJob:
         self.result: asyncio.Future[tuple[int, Outcome]] = self.loop.create_future()
         self._low_water = 0
         self._lane: _Lane | None = None
-        self._file = _FileWriter(file_fd)
+        self._file: _FileWriter | None = None
 
     def request_stop(self) -> None:
         self.stop_requested = True
@@ -100,6 +105,8 @@ class BodyJob:
 
     # -- in the lane thread ---------------------------------------------------
     def start(self) -> None:
+        self.file_fd = self.open_file()
+        self._file = _FileWriter(self.file_fd)
         view = memoryview(self.head)
         while view:
             view = view[os.write(self.file_fd, view) :]
@@ -126,6 +133,7 @@ class BodyJob:
                 n = 0  # reset or timed out: the connection is gone either way
             if n == 0:
                 return Outcome.EOF
+            assert self._file is not None  # opened in start()
             self._file.write(pipe.read_end, n)
             self.moved += n
             self.last_byte_at = time.monotonic()
@@ -142,6 +150,13 @@ class BodyJob:
             self._low_water = wanted
 
     def finish(self, outcome: Outcome | BaseException) -> None:
+        if self.file_fd >= 0:
+            try:
+                os.close(self.file_fd)
+            except OSError as e:  # the file system's last word on the writes
+                if not isinstance(outcome, BaseException):
+                    outcome = e
+            self.file_fd = -1
         if self._low_water > 1:  # the event loop reads this socket again next
             with contextlib.suppress(OSError):
                 self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)

@@ -19,10 +19,14 @@ the application has the bytes moved from the socket straight into a file in
 the kernel, by a worker thread (see body_splice.py); the event loop never sees
 them. The application calls it instead of `receive()`:
 
-    moved, outcome = await scope["extensions"][BODY_TO_FILE]["to_file"](fd, limit, idle_timeout)
+    moved, outcome = await scope["extensions"][BODY_TO_FILE]["to_file"](
+        open_file, limit, idle_timeout
+    )
 
-It returns None, before touching anything, when it cannot (the request is
-over already): the body is then read with `receive()` as usual. `outcome` is
+`open_file()` returns a descriptor positioned where the body goes; it is called
+and the descriptor closed in that worker thread. It returns None, before
+touching anything, when it cannot (the request is over already): the body is
+then read with `receive()` as usual. `outcome` is
 "done", "eof" (the client went away), "stalled" (nothing for `idle_timeout`
 s) or "stopped"; the bytes moved are in the file whatever the outcome.
 
@@ -33,6 +37,7 @@ uvicorn does in every worker process) also tunes glibc's malloc, see below.
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
 from typing import Any
 
 import httptools
@@ -158,7 +163,7 @@ class _BodyMover:
         self.length = length
 
     async def to_file(
-        self, fd: int, limit: int, idle_timeout: float | None
+        self, open_file: Callable[[], int], limit: int, idle_timeout: float | None
     ) -> tuple[int, str] | None:
         protocol, cycle = self.protocol, self.cycle
         if protocol.cycle is not cycle or cycle.disconnected or cycle.response_complete:
@@ -175,7 +180,7 @@ class _BodyMover:
         cycle.body = bytearray()
         remaining = self.length - protocol.body_seen
         wanted = min(remaining, limit - len(head))
-        moved, outcome = await move_body(BodyJob(sock, fd, head, wanted, idle_timeout))
+        moved, outcome = await move_body(BodyJob(sock, open_file, head, wanted, idle_timeout))
         metrics.BYTES_SPLICED.inc(moved)
         if outcome is Outcome.DONE and wanted == remaining:
             cycle.more_body = False

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -76,8 +76,9 @@ class FileBody(Protocol):
 
     def __aiter__(self) -> AsyncIterator[bytes]: ...
 
-    async def to_file(self, fd: int, limit: int) -> int | None:
-        """Move at most `limit` bytes to `fd`'s position; None if not possible here."""
+    async def to_file(self, open_file: Callable[[], int], limit: int) -> int | None:
+        """Move at most `limit` bytes into the file `open_file()` opens, at its
+        position, and close it; None if not possible here (nothing opened)."""
         ...
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import threading
@@ -129,17 +130,14 @@ class LocalStore:
         if checksum is not None:
             info.verifying_from = start
             await self.save(info)
-        fd = await run_blocking(self._open_for_append, info.id, start)
         if checksum is None and isinstance(chunks, FileBody):
-            try:
-                moved = await chunks.to_file(fd, limit)
-            except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await run_blocking(self._finish_write, fd, info, start, False)
-                raise
+            # The server's own thread opens, fills and closes the file.
+            moved = await chunks.to_file(
+                functools.partial(self._open_for_append, info.id, start), limit
+            )
             if moved is not None:  # else the server could not: read it below
-                await run_blocking(self._finish_write, fd, info, start, False)
                 return start + moved
+        fd = await run_blocking(self._open_for_append, info.id, start)
         writer = _BatchWriter(fd, checksum[0] if checksum else None)
         queued = 0  # bytes handed to the writer, written or in flight
         try:

@@ -9,7 +9,7 @@ the store iterates instead.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 
 import anyio
@@ -43,8 +43,9 @@ class RequestBody:
     async def __anext__(self) -> bytes:
         return await self._chunks.__anext__()
 
-    async def to_file(self, fd: int, limit: int) -> int | None:
-        """Move up to `limit` body bytes to `fd`'s position; None if the server can't.
+    async def to_file(self, open_file: Callable[[], int], limit: int) -> int | None:
+        """Move up to `limit` body bytes into the file `open_file()` opens (at its
+        position; the server closes it); None if the server can't, before opening.
 
         Raises ClientDisconnect or Stalled like iterating would; the bytes moved
         before that are in the file either way.
@@ -52,7 +53,7 @@ class RequestBody:
         extension = self.request.scope.get("extensions", {}).get(BODY_TO_FILE)
         if extension is None:
             return None
-        result = await extension["to_file"](fd, limit, self.idle_timeout)
+        result = await extension["to_file"](open_file, limit, self.idle_timeout)
         if result is None:
             return None
         moved, outcome = result
