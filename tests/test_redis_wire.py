@@ -53,6 +53,13 @@ async def test_replies_reach_their_callers(wire: RedisWire) -> None:
     await wire.execute("DEL", "wire-list")
 
 
+async def test_a_pipeline_answers_each_command_in_order(wire: RedisWire) -> None:
+    replies = await wire.pipeline(
+        ("SET", "wire-pipe", "1"), ("INCR", "wire-pipe"), ("GET", "wire-pipe")
+    )
+    assert replies == [b"OK", 2, b"2"]
+
+
 async def test_an_error_reply_raises_and_the_connection_carries_on(wire: RedisWire) -> None:
     await wire.execute("SET", "wire-text", "not a number")
     connection = await wire.execute("CLIENT", "ID")

@@ -36,7 +36,7 @@ from .logs import log_event, request_id
 from .middleware import MethodOverride, RequestContext
 from .redis_wire import RedisWire
 from .settings import Settings
-from .status import StatusReader, StatusStore
+from .status import CachePublisher, StatusReader, StatusStore
 from .status_cache import NearCache
 from .store import UploadStore
 from .store.factory import make_store
@@ -128,7 +128,12 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             admitted=LOCAL_ADMITTED if settings.upload_store == "local" else None,
         ),
         authenticate,
-        ServiceHooks(services.status, services.jobs, webhooks=bool(settings.webhook_url)),
+        ServiceHooks(
+            services.status,
+            CachePublisher(services.wire),
+            services.jobs,
+            webhooks=bool(settings.webhook_url),
+        ),
     )
     draft = DraftHandler(tus)  # IETF resumable uploads, on the same endpoints
     status_api = api.StatusAPI(services)

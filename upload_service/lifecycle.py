@@ -2,50 +2,57 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from typing import Any
 
 from . import metrics
 from .blocking import run_blocking
 from .events import emit
 from .jobs import JobQueue
 from .logs import log_event
-from .status import StatusStore, new_record
+from .status import CachePublisher, Record, StatusStore, new_record
 from .store.base import UploadInfo
 
 log = logging.getLogger("upload_service.lifecycle")
 
 
 class ServiceHooks:
-    def __init__(self, status: StatusStore, jobs: JobQueue, webhooks: bool) -> None:
+    """Each event: the status file (a worker thread), then its cache (the event loop),
+    then what is announced of it (webhooks, the pipeline), in that order: whoever
+    hears of an event reads a status that already shows it, and the pipeline's
+    first status write can never be overtaken by this one's cache refresh."""
+
+    def __init__(
+        self, status: StatusStore, cache: CachePublisher, jobs: JobQueue, webhooks: bool
+    ) -> None:
         self.status = status
+        self.cache = cache
         self.jobs = jobs
         self.webhooks = webhooks
 
     async def created(self, info: UploadInfo) -> None:
         metrics.UPLOADS_CREATED.inc()
-        await run_blocking(self._created, info)
+        record = new_record(info)
+        body = await run_blocking(self.status.write_file, record)
+        await self.cache.publish(info.id, body)
+        if self.webhooks:
+            await run_blocking(emit, self.jobs, True, "upload.created", record)
         log_event(log, "upload.created", upload_id=info.id, owner=info.owner, length=info.length)
-
-    def _created(self, info: UploadInfo) -> None:
-        record = self.status.put(new_record(info))
-        emit(self.jobs, self.webhooks, "upload.created", record)
 
     async def progressed(self, info: UploadInfo) -> None:
         if not info.finished:
-            await run_blocking(self._progressed, info)
-
-    def _progressed(self, info: UploadInfo) -> None:
-        self.status.update(info.id, offset=info.offset, length=info.length)
+            await self._update(info.id, offset=info.offset, length=info.length)
 
     async def finished(self, info: UploadInfo) -> None:
         metrics.UPLOADS_FINISHED.inc()
-        await run_blocking(self._finished, info)
-        log_event(log, "upload.completed", upload_id=info.id, length=info.length)
-
-    def _finished(self, info: UploadInfo) -> None:
-        record = self.status.update(
+        record = await self._update(
             info.id, state="uploaded", offset=info.offset, length=info.length
         )
+        await run_blocking(self._announce_finished, info, record)
+        log_event(log, "upload.completed", upload_id=info.id, length=info.length)
+
+    def _announce_finished(self, info: UploadInfo, record: Record) -> None:
         # One message starts the pipeline; the response does not wait for it.
         # Partial uploads are pieces of a final one, not media on their own.
         if info.concat != "partial":
@@ -53,12 +60,17 @@ class ServiceHooks:
         emit(self.jobs, self.webhooks, "upload.completed", record)
 
     async def terminated(self, info: UploadInfo) -> None:
-        await run_blocking(self._terminated, info)
+        try:
+            record = await self._update(info.id, state="terminated", offset=info.offset)
+        except KeyError:  # it had no status record: nothing to refresh or announce
+            record = None
+        if record is not None and self.webhooks:
+            await run_blocking(emit, self.jobs, True, "upload.terminated", record)
         log_event(log, "upload.terminated", upload_id=info.id)
 
-    def _terminated(self, info: UploadInfo) -> None:
-        try:
-            record = self.status.update(info.id, state="terminated", offset=info.offset)
-        except KeyError:
-            return
-        emit(self.jobs, self.webhooks, "upload.terminated", record)
+    async def _update(self, upload_id: str, **changes: Any) -> Record:
+        record, body = await run_blocking(
+            functools.partial(self.status.update_file, upload_id, **changes)
+        )
+        await self.cache.publish(upload_id, body)
+        return record

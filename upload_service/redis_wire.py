@@ -49,6 +49,13 @@ class RedisWire:
             wire = await self._connect()
         return await wire.send(args)
 
+    async def pipeline(self, *commands: tuple[str | bytes | int, ...]) -> list[Reply]:
+        """Several commands written at once; their replies, in order."""
+        wire = self._wire
+        if wire is None or wire.lost:
+            wire = await self._connect()
+        return await asyncio.gather(*(wire.send(command) for command in commands))
+
     async def run_script(self, script: Script, keys: list[str], args: list[str | int]) -> Reply:
         """EVALSHA, loading the script once if this Redis does not know it yet."""
         try:

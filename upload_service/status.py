@@ -18,6 +18,7 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
 from .blocking import run_read
+from .redis_wire import RedisWire
 from .status_cache import CHANNEL, NearCache
 from .store.base import UploadInfo
 from .store.local import atomic_write_bytes
@@ -94,9 +95,7 @@ class StatusStore:
             return None
 
     def put(self, record: Record) -> Record:
-        record["updated_at"] = iso()
-        body = encode(record)  # once, for the file and the cache alike
-        atomic_write_bytes(self._path(record["id"]), body)
+        body = self.write_file(record)
         if self.redis is not None:
             # One round trip: the new body, and word to every server's near cache.
             # Not a Lua script, though it is faster (0.11 vs 0.26 ms): Redis then
@@ -109,18 +108,52 @@ class StatusStore:
         return record
 
     def update(self, upload_id: str, **changes: Any) -> Record:
-        # The file, not the cache: it is the truth (and put() refreshes the cache).
+        return self.put(self._changed(upload_id, changes))
+
+    # -- the file alone: the server refreshes the cache itself (CachePublisher) ----
+    def write_file(self, record: Record) -> bytes:
+        """Stamp and durably replace the record's file; returns its body."""
+        record["updated_at"] = iso()
+        body = encode(record)  # once, for the file and the cache alike
+        atomic_write_bytes(self._path(record["id"]), body)
+        return body
+
+    def update_file(self, upload_id: str, **changes: Any) -> tuple[Record, bytes]:
+        record = self._changed(upload_id, changes)
+        return record, self.write_file(record)
+
+    def _changed(self, upload_id: str, changes: dict[str, Any]) -> Record:
+        # The file, not the cache: it is the truth (and every write refreshes the cache).
         body = self._read_file(upload_id)
         if body is None:
             raise KeyError(upload_id)
         record = cast(Record, json.loads(body))
         record.update(changes)
-        return self.put(record)
+        return record
 
     def forget_cache(self, upload_id: str) -> None:
         if self.redis is not None:
             self.redis.delete(CACHE_PREFIX + upload_id)
             self.redis.publish(CHANNEL, upload_id)
+
+
+class CachePublisher:
+    """The server's half of a status write: the cache refresh, on the event loop.
+
+    The same two commands as StatusStore.put sends (SET, then PUBLISH to every
+    near cache, answered in that order), over the lean connection instead of a
+    sync client in a worker thread: under 100 concurrent uploads those two
+    round trips per upload, in threads, were a seventh of the server's CPU.
+    """
+
+    def __init__(self, wire: RedisWire) -> None:
+        self.wire = wire
+
+    async def publish(self, upload_id: str, body: bytes) -> None:
+        await self.wire.pipeline(
+            ("SET", CACHE_PREFIX + upload_id, body, "EX", CACHE_TTL),
+            ("PUBLISH", CHANNEL, upload_id),
+        )
 
 
 class StatusReader:
