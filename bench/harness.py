@@ -29,7 +29,7 @@ class Params:
     latency_repeats: int = 3
     concurrent: int = 100
     concurrent_size: int = 20 * MB
-    concurrent_repeats: int = 3
+    concurrent_repeats: int = 5
     pollers: int = 200
     poll_seconds: float = 8.0
     workers: tuple[int, ...] = (1, 2)

@@ -46,6 +46,7 @@ class Pooled:
     head_ms: list[float]
     head_errors: int
     singles: list[float]  # MB/s of each upload alone
+    sequences: list[float]  # MB/s of the same uploads one after another
 
     @property
     def mb_per_s(self) -> float:
@@ -55,18 +56,23 @@ class Pooled:
     def single_mb_s(self) -> float:
         return _middle(self.singles)
 
+    @property
+    def sequential_mb_s(self) -> float:
+        return _middle(self.sequences)
+
 
 def _middle(values: list[float]) -> float:
     return sorted(values)[len(values) // 2]
 
 
-def pooled(rounds: list[ConcurrentResult], singles: list[float]) -> Pooled:
+def pooled(rounds: list[ConcurrentResult], singles: list[float], sequences: list[float]) -> Pooled:
     return Pooled(
         [r.mb_per_s for r in rounds],
         sum(r.errors for r in rounds),
         [ms for r in rounds for ms in r.head_ms],
         sum(r.head_errors for r in rounds),
         singles,
+        sequences,
     )
 
 
@@ -105,6 +111,19 @@ def concurrent_uploads(
     head_ms, head_errors = results.recv()
     prober.join()
     return ConcurrentResult(uploads, size, seconds, ok.count(False), head_ms, head_errors)
+
+
+def one_at_a_time(
+    port: int, base: str, token: str | None, fd: int, uploads: int, size: int, span: int
+) -> float:
+    """MB/s of `uploads` uploads of `size` bytes (POST + one PATCH each), one after another."""
+    started = time.perf_counter()
+    for i in range(uploads):
+        offset = (i * size) % max(1, span - size)
+        with client.Connection(port) as conn:
+            path = client.create(conn, base, token, size)
+            client.patch(conn, path, token, 0, (fd, offset, size, 1))
+    return uploads * size / (time.perf_counter() - started) / 1e6
 
 
 def probe_heads(port: int, path: str, token: str | None, stop: Any, sink: Connection) -> None:

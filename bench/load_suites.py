@@ -22,17 +22,29 @@ def bursts(bench: Bench, proc: procs.Proc) -> load.Pooled:
     p = bench.params
     base, token = bench.target(proc)
 
+    span = bench.source.stat().st_size
+
     def burst(size: int) -> load.ConcurrentResult:
-        span = bench.source.stat().st_size
         return load.concurrent_uploads(proc.port, base, token, bench.fd, p.concurrent, size, span)
 
     burst(MB)
-    rounds, singles = [], []
+    rounds, singles, sequences = [], [], []
     for _ in range(p.concurrent_repeats):
         singles.append(p.size / bench.upload(proc, p.size)[0] / MB)
+        sequences.append(
+            load.one_at_a_time(
+                proc.port, base, token, bench.fd, SEQUENTIAL, p.concurrent_size, span
+            )
+        )
+        bench.drop_files(proc)
         rounds.append(burst(p.concurrent_size))
         bench.drop_files(proc)
-    return load.pooled(rounds, singles)
+    return load.pooled(rounds, singles, sequences)
+
+
+# The same uploads one after another: what each upload's own requests cost
+# (creation, locks, status records), without concurrency.
+SEQUENTIAL = 20
 
 
 def concurrency(bench: Bench) -> None:
@@ -69,6 +81,15 @@ def concurrency(bench: Bench) -> None:
             note=f"the single suite's figure, minutes earlier: {_single_note(bench.single_mb_s)}",
             samples=ours.rates,
             reference_samples=ours.singles,
+        ),
+        Figure(
+            section,
+            "aggregate throughput vs the same uploads one at a time",
+            ours.mb_per_s,
+            "MB/s",
+            f"{SEQUENTIAL} uploads of {p.concurrent_size // MB} MB one after another (median)",
+            ours.sequential_mb_s,
+            note="concurrency's own cost; the gap to one big upload is each upload's requests",
         ),
         Figure(
             section,
