@@ -1,4 +1,5 @@
-"""One pipelined Redis connection for the commands every PATCH makes (its lock).
+"""One pipelined Redis connection for what every upload does: its lock, the refresh
+of its status cache, and each server's subscription to status changes.
 
 Why not redis-py's asyncio client here: it spends on the order of 150 µs of
 interpreter time per command (a connection pool with its condition and timeout,
@@ -6,7 +7,8 @@ retries, argument wrappers, observability hooks). A PATCH takes and releases
 its lock, and under 100 concurrent uploads those two commands were a fifth of
 the event loop's busy time (py-spy). Here a command is one `pack_command` and
 one write; Redis answers in order, so every request shares one connection and
-a FIFO of futures matches replies to callers, without a pool.
+a FIFO of futures matches replies to callers, without a pool. Subscriptions
+(`listen`) get a connection of their own.
 
 Failures are redis-py's exception types, so the app's handlers (503 when Redis
 is unreachable) treat both clients alike. A connection Redis closed (a restart)
