@@ -23,8 +23,8 @@ import httpx
 import jwt
 import pytest
 import redis
+from protocol_helpers import app_client
 
-from upload_service.app import Services, create_app
 from upload_service.jobs import MemoryJobQueue
 from upload_service.settings import Settings
 
@@ -164,14 +164,8 @@ def jobs() -> MemoryJobQueue:
 @pytest.fixture
 async def client(settings: Settings, jobs: MemoryJobQueue) -> AsyncIterator[httpx.AsyncClient]:
     """The ASGI app with real stores and Redis, and a recording job queue."""
-    services = Services.from_settings(settings, jobs=jobs)
-    app = create_app(settings, services)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-        c.app = app  # type: ignore[attr-defined]
+    async with app_client(settings, jobs) as c:
         yield c
-    await services.redis.aclose()
-    await services.wire.aclose()
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

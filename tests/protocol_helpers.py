@@ -74,11 +74,15 @@ def stored_ids(settings: Settings) -> list[str]:
 
 
 @asynccontextmanager
-async def app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    services = Services.from_settings(settings, jobs=MemoryJobQueue())
+async def app_client(
+    settings: Settings, jobs: MemoryJobQueue | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The ASGI app with real stores and Redis, and a recording job queue."""
+    services = Services.from_settings(settings, jobs=jobs or MemoryJobQueue())
     app = create_app(settings, services)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         c.app = app  # type: ignore[attr-defined]
         yield c
     await services.redis.aclose()
+    await services.wire.aclose()

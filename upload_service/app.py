@@ -81,7 +81,8 @@ class Services:
                 retry=AsyncRetry(ExponentialBackoff(cap=1.0, base=0.05), 3),
             )
         )
-        # Locks and the near cache's subscription: see redis_wire for why not redis-py.
+        # Locks, status cache refreshes and the near cache's subscription: see
+        # redis_wire for why not redis-py there.
         wire = overrides.pop("wire", None) or RedisWire(settings.redis_url)
         sync_redis = Redis.from_url(
             settings.redis_url, retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3)

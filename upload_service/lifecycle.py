@@ -53,7 +53,7 @@ class ServiceHooks:
         log_event(log, "upload.completed", upload_id=info.id, length=info.length)
 
     def _announce_finished(self, info: UploadInfo, record: Record) -> None:
-        # One message starts the pipeline; the response does not wait for it.
+        # One message starts the pipeline (its work never runs in the request).
         # Partial uploads are pieces of a final one, not media on their own.
         if info.concat != "partial":
             self.jobs.send("process_upload", info.id)
