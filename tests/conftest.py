@@ -210,13 +210,15 @@ class LiveServer:
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,  # its worker processes die with it in kill()
             )
         wait_for_port(self.port)
         return self
 
     def kill(self) -> None:
+        """SIGKILL the whole server: the supervisor and every worker process."""
         assert self.process
-        self.process.send_signal(signal.SIGKILL)
+        os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(10)
 
     def stop(self) -> None:
@@ -225,7 +227,8 @@ class LiveServer:
             try:
                 self.process.wait(15)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
 
 
 @pytest.fixture

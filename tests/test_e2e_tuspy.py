@@ -165,7 +165,11 @@ class LiveServerArgs(LiveServer):
         command = [sys.executable, "-m", "upload_service.cli", "serve", "--port", str(self.port)]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [*command, *self.args], env=env, stdout=log, stderr=subprocess.STDOUT
+                [*command, *self.args],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         wait_for_port(self.port)
         return self

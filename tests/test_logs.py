@@ -7,7 +7,7 @@ import json
 import logging
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from conftest import LiveServer
@@ -61,14 +61,38 @@ def test_records_are_written_off_the_calling_thread_with_their_request_id(
     assert writers and threading.current_thread().name not in writers
 
 
-def test_a_terminated_server_writes_its_last_lines_before_it_exits(live_server: LiveServer) -> None:
-    # SIGTERM ends the process without atexit: the queued records must be
+def test_a_terminated_server_writes_its_last_lines_before_it_exits(
+    server_factory: Callable[..., LiveServer],
+) -> None:
+    # One process: SIGTERM ends it without atexit, so the queued records must be
     # written by the signal handler, or the shutdown lines are lost.
-    assert live_server.process is not None and live_server.log_path is not None
-    live_server.process.terminate()
-    assert live_server.process.wait(15) == -signal.SIGTERM
-    last_lines = live_server.log_path.read_text().splitlines()[-3:]
+    server = server_factory(UPLOAD_SERVER_WORKERS="1")
+    assert server.process is not None and server.log_path is not None
+    server.process.terminate()
+    assert server.process.wait(15) == -signal.SIGTERM
+    last_lines = server.log_path.read_text().splitlines()[-3:]
     expected = ["server.stopped", "Application shutdown complete.", "Finished server process"]
     assert [e in line for e, line in zip(expected, last_lines, strict=True)] == [True] * 3, (
         last_lines
     )
+
+
+def test_each_worker_process_shuts_down_gracefully_and_logs_it(
+    server_factory: Callable[..., LiveServer],
+) -> None:
+    # Several processes: the parent stops its workers with SIGTERM, and each must
+    # shut down as uvicorn does (requests drained, the app's shutdown run), with
+    # its lines written, rather than die on the spot.
+    server = server_factory(UPLOAD_SERVER_WORKERS="2")
+    assert server.process is not None and server.log_path is not None
+    server.process.terminate()
+    assert server.process.wait(30) == 0
+    # Text lines (LOG_JSON=false): "12:00:00 INFO    <event> <fields>".
+    events = [line.split(None, 2)[2] for line in server.log_path.read_text().splitlines()]
+    started = [e for e in events if e.startswith("Started server process")]
+    assert len(started) == 2
+    for line in started:
+        assert line.replace("Started", "Finished") in events, events
+    assert sum(e.startswith("server.started") for e in events) == 2
+    assert sum(e.startswith("server.stopped") for e in events) == 2
+    assert events[-1].startswith("Stopping parent process")

@@ -7,13 +7,14 @@ import os
 import secrets
 from typing import TYPE_CHECKING
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .auth import bearer, decode_token, is_api_key
 from .blocking import run_blocking
 from .errors import BadRequest, NotFound, Unauthorized
+from .metrics import exposition
 from .status import etag_of
 
 if TYPE_CHECKING:
@@ -97,4 +98,4 @@ def _probe_write(directory: str) -> None:
 
 
 async def metrics(request: Request) -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from . import api, page, webhooks_api
+from . import api, logs, page, webhooks_api
 from .auth import TokenClaims, bearer, decode_token
 from .downloads import Downloads
 from .errors import ServiceError, Unavailable
@@ -212,6 +212,9 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         await services.redis.aclose()
         await services.wire.aclose()
         log_event(log, "server.stopped")
+        # A worker process of `serve` dies of the SIGTERM uvicorn raises again after
+        # this, with no atexit: what is queued is written now, and the rest directly.
+        logs.stop_writer()
 
     app = Starlette(
         routes=routes,

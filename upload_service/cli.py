@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
 import shutil
@@ -33,7 +34,7 @@ def _parse_meta(pairs: list[str]) -> dict[str, object]:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
 
-    from . import logs
+    from . import logs, metrics
 
     if not settings.token_secret:
         raise SystemExit(
@@ -42,19 +43,24 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
         )
     check_store_settings(settings)  # UPLOAD_STORE: a clear message, before uvicorn starts
     logs.configure(settings.log_level, settings.log_json)
-    uvicorn.run(
-        "upload_service.asgi:app",
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_config=None,
-        access_log=False,
-        proxy_headers=settings.behind_proxy,
-        forwarded_allow_ips="*" if settings.behind_proxy else None,
-        timeout_graceful_shutdown=args.graceful_timeout,
-        h11_max_incomplete_event_size=None,
-        http=_http_protocol(),
-    )
+    logs.flush_on_sigterm()
+    workers = args.workers or settings.serve_processes
+    # One process per core by default: a process's requests share one GIL, and under
+    # a hundred uploads at once that GIL, not the cores, set the pace (bench/).
+    with metrics.shared_by_processes() if workers > 1 else contextlib.nullcontext():
+        uvicorn.run(
+            "upload_service.asgi:app",
+            host=args.host,
+            port=args.port,
+            workers=workers,
+            log_config=None,
+            access_log=False,
+            proxy_headers=settings.behind_proxy,
+            forwarded_allow_ips="*" if settings.behind_proxy else None,
+            timeout_graceful_shutdown=args.graceful_timeout,
+            h11_max_incomplete_event_size=None,
+            http=_http_protocol(),
+        )
 
 
 def _http_protocol() -> str:
@@ -214,7 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="the HTTP server (tus, status API, health, metrics)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="server processes (default: UPLOAD_SERVER_WORKERS, else one per CPU)",
+    )
     serve.add_argument(
         "--graceful-timeout",
         type=int,

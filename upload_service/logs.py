@@ -84,11 +84,17 @@ _listener: logging.handlers.QueueListener | None = None
 
 @atexit.register
 def stop_writer() -> None:
-    """Write what is queued and stop the writer thread (also run at exit)."""
+    """Write what is queued and stop the writer thread (also run at exit); records
+    logged after this are written at once, by the caller."""
     global _listener
     if _listener is not None:
         _listener.stop()
+        logging.getLogger().handlers[:] = list(_listener.handlers)
         _listener = None
+
+
+def configured() -> bool:
+    return _listener is not None
 
 
 def configure(level: str = "INFO", as_json: bool = True, stream: TextIO | None = None) -> None:
@@ -104,6 +110,14 @@ def configure(level: str = "INFO", as_json: bool = True, stream: TextIO | None =
     root = logging.getLogger()
     root.handlers[:] = [_Enqueue(records)]
     root.setLevel(level)
+
+
+def flush_on_sigterm() -> None:
+    """Let a SIGTERM write what is queued before it kills (see _flush_then_die).
+
+    Only where SIGTERM's handler is ours to set: in a worker process of `serve`,
+    uvicorn's own handler shuts the server down gracefully, and the app's
+    lifespan writes the queue out at the end (stop_writer)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _flush_then_die)
 

@@ -1,8 +1,17 @@
-"""Prometheus metrics, defined once per process."""
+"""Prometheus metrics, defined once per process, added up across `serve`'s workers."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+
+# prometheus_client's own switch: set, every process writes its values to files there.
+SHARED_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 REQUESTS = Counter(
     "upload_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
@@ -19,3 +28,29 @@ BYTES_SPLICED = Counter(
 )
 UPLOADS_CREATED = Counter("upload_created_total", "Uploads created")
 UPLOADS_FINISHED = Counter("upload_finished_total", "Uploads whose last byte arrived")
+
+
+@contextlib.contextmanager
+def shared_by_processes() -> Iterator[None]:
+    """For `serve` with several workers: each keeps its counts in files in one directory
+    (set before they start, so they inherit it) and /metrics adds them all up, whichever
+    worker a scrape reaches. A directory the operator set is theirs, and kept."""
+    if os.environ.get(SHARED_DIR_ENV):
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="upload-service-metrics-")
+    os.environ[SHARED_DIR_ENV] = directory
+    try:
+        yield
+    finally:
+        del os.environ[SHARED_DIR_ENV]
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def exposition() -> bytes:
+    """The text /metrics answers: this process's metrics, or every worker's summed."""
+    if not os.environ.get(SHARED_DIR_ENV):
+        return generate_latest()
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return generate_latest(registry)

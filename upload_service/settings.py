@@ -7,6 +7,7 @@ A `.env` file in the working directory may supply values; the real environment w
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -56,6 +57,31 @@ def _floats(env: dict[str, str], name: str, default: tuple[float, ...]) -> tuple
         raise SystemExit(f"setting {name} must be comma-separated seconds, got {raw!r}") from None
 
 
+def usable_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """The CPUs this process may use: those it may run on (a container's cpuset), no
+    more than its CPU quota allows (`docker run --cpus 2` on a 64-core host: 2)."""
+    count = len(os.sched_getaffinity(0))
+    quota = _cpu_quota(cgroup)
+    if quota is not None:
+        count = min(count, math.ceil(quota))
+    return max(1, count)
+
+
+def _cpu_quota(cgroup: Path) -> float | None:
+    """CPUs' worth of time the cgroup may use, or None without a limit."""
+    try:  # cgroup v2: "max 100000", or "200000 100000" for two CPUs
+        quota, period = (cgroup / "cpu.max").read_text().split()
+    except (OSError, ValueError):
+        try:  # cgroup v1: -1 without a limit
+            quota = (cgroup / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+            period = (cgroup / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        except OSError:
+            return None
+    if quota in ("max", "-1"):
+        return None
+    return int(quota) / int(period)
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("./data")
@@ -83,6 +109,8 @@ class Settings:
     body_timeout: float = 60.0
     log_level: str = "INFO"
     log_json: bool = True
+    # `serve` processes (uvicorn workers); 0 means one per CPU this process may use.
+    server_workers: int = 0
     # Processing
     whisper_model: str | None = None
     transcribe_language: str | None = None
@@ -130,6 +158,15 @@ class Settings:
         return self.data_dir / "work"
 
     @property
+    def serve_processes(self) -> int:
+        """How many processes `serve` runs: the setting, or one per usable CPU."""
+        if self.server_workers < 0:
+            raise SystemExit(
+                f"UPLOAD_SERVER_WORKERS must be 0 (one per CPU) or more, got {self.server_workers}"
+            )
+        return self.server_workers or usable_cpus()
+
+    @property
     def b2_enabled(self) -> bool:
         return bool(self.b2_key_id and self.b2_key and self.b2_bucket)
 
@@ -164,6 +201,7 @@ class Settings:
             body_timeout=float(env.get("UPLOAD_BODY_TIMEOUT") or cls.body_timeout),
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
             log_json=_bool(env, "LOG_JSON", True),
+            server_workers=_int(env, "UPLOAD_SERVER_WORKERS", cls.server_workers),
             whisper_model=env.get("WHISPER_MODEL") or None,
             transcribe_language=env.get("TRANSCRIBE_LANGUAGE") or None,
             transcribe=_bool(env, "TRANSCRIBE", True),
