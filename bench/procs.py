@@ -60,6 +60,14 @@ def children_of(pid: int) -> list[int]:
         return []
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return b""
+
+
 @dataclass
 class Proc:
     """One child process listening on `port`; `server_pids` are the ones serving requests."""
@@ -89,11 +97,19 @@ class Proc:
         return self.process.pid
 
     def server_pids(self) -> list[int]:
-        # uvicorn with --workers N > 1 is a supervisor over N children.
-        return children_of(self.pid) or [self.pid]
+        # uvicorn with several workers is a supervisor over them (and over
+        # multiprocessing's resource tracker, which serves nothing).
+        workers = [p for p in children_of(self.pid) if b"resource_tracker" not in _cmdline(p)]
+        return workers or [self.pid]
 
     def peak_rss(self) -> int:
+        """The largest peak of one serving process."""
         return max(proc_status(p).get("VmHWM", 0) for p in self.server_pids())
+
+    def total_peak_rss(self) -> int:
+        """Every process's peak added up, the supervisor's included."""
+        pids = {self.pid, *self.server_pids(), *children_of(self.pid)}
+        return sum(proc_status(p).get("VmHWM", 0) for p in pids)
 
     def rss(self) -> int:
         return sum(proc_status(p).get("VmRSS", 0) for p in self.server_pids())
@@ -130,10 +146,12 @@ def redis_proc(directory: Path) -> Proc:
     return Proc("redis", argv, port)
 
 
-def service_proc(data_dir: Path, redis_port: int, workers: int = 1) -> Proc:
+def service_proc(data_dir: Path, redis_port: int, workers: int | None = None) -> Proc:
+    """`serve` as configured by default (one process per CPU), or with `workers`."""
     port = free_port()
     argv = [sys.executable, "-m", "upload_service.cli", "serve", "--port", str(port)]
-    argv += ["--workers", str(workers)]
+    if workers is not None:
+        argv += ["--workers", str(workers)]
     env = {
         "UPLOAD_DATA_DIR": str(data_dir),
         "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
@@ -141,7 +159,7 @@ def service_proc(data_dir: Path, redis_port: int, workers: int = 1) -> Proc:
         "UPLOAD_API_KEY": API_KEY,
         "UPLOAD_MAX_SIZE": str(64 * 1024**3),
     }
-    return Proc(f"upload-service (workers={workers})", argv, port, env)
+    return Proc(f"upload-service (workers={workers or 'default'})", argv, port, env)
 
 
 def tus_peer_proc(data_dir: Path) -> Proc:
