@@ -1,9 +1,10 @@
 """The raw kernel path as a reference: the least a tus-shaped server can do per upload.
 
-`python -m bench.bare_splice PORT DIR` answers just enough tus for the bench's
-clients: POST creates an empty file and answers 201 with a Location; PATCH
+`python -m bench.bare_splice PORT PROCESSES DIR` answers just enough tus for the
+bench's clients: POST creates an empty file and answers 201 with a Location; PATCH
 splices exactly Content-Length bytes from the socket into that file and answers
-204; HEAD answers 200. One thread, epoll, no checks, no locks, no status, no
+204; HEAD answers 200. PROCESSES processes (as many as the service runs) share the
+listening socket, one thread and epoll each: no checks, no locks, no status, no
 Redis. What the service reaches against what this reaches shows how much of a
 figure is the service and how much is this machine (two cores shared by the
 clients, the kernel's loopback and the server).
@@ -63,9 +64,12 @@ class Conn:
             self.end_body()
 
 
-def serve(port: int, directory: str) -> None:
+def serve(port: int, processes: int, directory: str) -> None:
     listener = socket.create_server(("127.0.0.1", port), backlog=1024)
     listener.setblocking(False)
+    for _ in range(processes - 1):
+        if os.fork() == 0:
+            break  # a child: serves like the parent (the bench stops the process group)
     poller = select.epoll()
     poller.register(listener.fileno(), select.EPOLLIN)
     conns: dict[int, Conn] = {}
@@ -109,9 +113,11 @@ def serve(port: int, directory: str) -> None:
                     length = int(value)
             if method == b"POST":
                 created += 1
-                open(os.path.join(directory, str(created)), "wb").close()
+                upload_id = f"{os.getpid()}-{created}"  # unique across the processes
+                open(os.path.join(directory, upload_id), "wb").close()
                 conn.answer(
-                    b"201 Created", b"Location: /files/%d\r\nContent-Length: 0\r\n" % created
+                    b"201 Created",
+                    b"Location: /files/%s\r\nContent-Length: 0\r\n" % upload_id.encode(),
                 )
             elif method == b"PATCH":
                 upload = target.rsplit(b"/", 1)[1].decode()
@@ -126,4 +132,4 @@ def serve(port: int, directory: str) -> None:
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]), sys.argv[2])
+    serve(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3])

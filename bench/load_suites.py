@@ -212,7 +212,7 @@ def workers(bench: Bench) -> None:
                 "MB/s",
                 f"one {_size(p.size)} upload alone before each round, N={n} (median)",
                 alone[n],
-                note="one process per core, as a production server would run",
+                note="one process per CPU is the default: the section above",
             ),
             Figure(section, f"status polling, N={n}", polls[n], "req/s", f"N={one}", polls[one]),
             Figure(
@@ -222,7 +222,7 @@ def workers(bench: Bench) -> None:
                 "ms",
                 f"N={one}",
                 head_p99[one],
-                note="the 50 ms target is the default single process's, in the section above",
+                note="the 50 ms target is the default's (one process per CPU), above",
             ),
         ]
 

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from upload_service.settings import usable_cpus
+
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 TOKEN_SECRET = "bench-secret-0123456789abcdef0123456789abcdef"
@@ -172,15 +174,17 @@ def tus_peer_proc(data_dir: Path) -> Proc:
 
 def bare_splice_proc(data_dir: Path) -> Proc:
     port = free_port()
-    argv = [sys.executable, "-m", "bench.bare_splice", str(port), str(data_dir)]
+    processes = str(usable_cpus())  # as many as `serve` runs by default
+    argv = [sys.executable, "-m", "bench.bare_splice", str(port), processes, str(data_dir)]
     return Proc("bare splice responder", argv, port)
 
 
 def bare_starlette_proc() -> Proc:
-    # Run exactly as `serve` runs uvicorn: same loop, same HTTP parser, no access log.
+    # Run exactly as `serve` runs uvicorn: same loop, same HTTP parser, no access
+    # log, as many worker processes.
     port = free_port()
     code = (
         "import uvicorn; uvicorn.run('bench.bare_app:app', host='127.0.0.1', "
-        f"port={port}, log_config=None, access_log=False)"
+        f"port={port}, log_config=None, access_log=False, workers={usable_cpus()})"
     )
     return Proc("bare Starlette", [sys.executable, "-c", code], port)
