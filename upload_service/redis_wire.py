@@ -52,11 +52,11 @@ class RedisWire:
         return await wire.send(args)
 
     async def pipeline(self, *commands: tuple[str | bytes | int, ...]) -> list[Reply]:
-        """Several commands written at once; their replies, in order."""
+        """Several commands in one write (one syscall); their replies, in order."""
         wire = self._wire
         if wire is None or wire.lost:
             wire = await self._connect()
-        return await asyncio.gather(*(wire.send(command) for command in commands))
+        return await asyncio.gather(*wire.send_all(commands))
 
     async def run_script(self, script: Script, keys: list[str], args: list[str | int]) -> Reply:
         """EVALSHA, loading the script once if this Redis does not know it yet."""
@@ -141,6 +141,11 @@ class Script:
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
 
+def _pack(args: tuple[str | bytes | int, ...]) -> bytes:
+    # hiredis' stub types a 1-tuple, but any length is packed.
+    return hiredis.pack_command(args)  # type: ignore[arg-type]
+
+
 class _Wire(asyncio.Protocol):
     """The connection: commands written as they come, replies matched in order."""
 
@@ -156,13 +161,24 @@ class _Wire(asyncio.Protocol):
         self._watchdog: asyncio.TimerHandle | None = None
 
     def write(self, args: tuple[str | bytes | int, ...]) -> None:
-        if self.lost or self.transport is None:
-            raise ConnectionError("the Redis connection is closed")
-        # hiredis' stub types a 1-tuple, but any length is packed.
-        self.transport.write(hiredis.pack_command(args))  # type: ignore[arg-type]
+        self._write_packed(_pack(args))
 
     def send(self, args: tuple[str | bytes | int, ...]) -> asyncio.Future[Reply]:
         self.write(args)
+        return self._expect_reply()
+
+    def send_all(
+        self, commands: tuple[tuple[str | bytes | int, ...], ...]
+    ) -> list[asyncio.Future[Reply]]:
+        self._write_packed(b"".join(map(_pack, commands)))
+        return [self._expect_reply() for _ in commands]
+
+    def _write_packed(self, data: bytes) -> None:
+        if self.lost or self.transport is None:
+            raise ConnectionError("the Redis connection is closed")
+        self.transport.write(data)
+
+    def _expect_reply(self) -> asyncio.Future[Reply]:
         future: asyncio.Future[Reply] = self.loop.create_future()
         self.waiting.append((future, time.monotonic()))
         if self._watchdog is None:
