@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from upload_service.settings import usable_cpus
+
 
 @dataclass
 class Figure:
@@ -86,6 +88,7 @@ def machine() -> dict[str, object]:
         else "not installed",
         "tus_server": json.loads(peer_pkg.read_text())["version"] if peer_pkg.exists() else "?",
         "load_average_at_start": os.getloadavg()[0],
+        "server_processes": usable_cpus(),
     }
 
 
@@ -116,7 +119,9 @@ def render(figures: list[Figure], info: dict[str, object], command: str) -> str:
         f"{info['load_average_at_start']:.2f} at the start, {info['load_average_at_end']:.2f} "
         "at the end (the cores are shared: figures are medians of the repeats, best in brackets).",
         "",
-        "Every server, client and Redis ran on this one machine over loopback; MB = 10^6 bytes.",
+        "Every server, client and Redis ran on this one machine over loopback; MB = 10^6 bytes. "
+        f"This service ran as configured by default, {info.get('server_processes', '?')} "
+        "processes (one per CPU), and so did the bare references, unless a row says otherwise.",
         "",
     ]
     section = None
