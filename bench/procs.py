@@ -110,8 +110,7 @@ class Proc:
 
     def total_peak_rss(self) -> int:
         """Every process's peak added up, the supervisor's included."""
-        pids = {self.pid, *self.server_pids(), *children_of(self.pid)}
-        return sum(proc_status(p).get("VmHWM", 0) for p in pids)
+        return sum(proc_status(p).get("VmHWM", 0) for p in (self.pid, *children_of(self.pid)))
 
     def rss(self) -> int:
         return sum(proc_status(p).get("VmRSS", 0) for p in self.server_pids())

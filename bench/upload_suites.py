@@ -149,16 +149,13 @@ def memory(bench: Bench) -> None:
         assert piece <= source
         label = f"{size / GIB:g} GiB" if size >= GIB else f"{size / MB:g} MB"
         bench.log(f"peak RSS for {label}")
-        peaks: dict[str, tuple[int, int]] = {}
         with bench.ours() as proc:
             idle = proc.peak_rss()
             bench.upload(proc, piece, repeat=repeat)
-            peaks["ours"] = (proc.peak_rss(), idle)
-            processes, total = len(proc.server_pids()), proc.total_peak_rss()
+            ours, processes, total = proc.peak_rss(), len(proc.server_pids()), proc.total_peak_rss()
         with bench.peer() as proc:
             bench.upload(proc, piece, repeat=repeat)
-            peaks["peer"] = (proc.peak_rss(), 0)
-        ours, idle = peaks["ours"]
+            peer = proc.peak_rss()
         bench.figures.append(
             Figure(
                 section,
@@ -166,7 +163,7 @@ def memory(bench: Bench) -> None:
                 ours / MB,
                 "MB",
                 "@tus/server",
-                peaks["peer"][0] / MB,
+                peer / MB,
                 "< 100 MB",
                 ours < 100 * MB,
                 note=f"the largest of {processes} server processes; idle {idle / MB:.0f} MB; "
