@@ -15,11 +15,23 @@ from conftest import LiveServer
 from upload_service import logs
 
 
+class WritesRecorded(io.StringIO):
+    """A log stream that remembers each write: its text and the thread that made it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[tuple[str, str]] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append((threading.current_thread().name, text))
+        return super().write(text)
+
+
 @pytest.fixture
-def captured() -> Iterator[io.StringIO]:
+def captured() -> Iterator[WritesRecorded]:
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level
-    stream = io.StringIO()
+    stream = WritesRecorded()
     logs.configure("INFO", as_json=True, stream=stream)
     yield stream
     logs.stop_writer()
@@ -28,37 +40,53 @@ def captured() -> Iterator[io.StringIO]:
 
 
 def test_records_are_written_off_the_calling_thread_with_their_request_id(
-    captured: io.StringIO,
+    captured: WritesRecorded,
 ) -> None:
-    writers: list[str] = []
-    original_emit = logging.StreamHandler.emit
-
-    def spying_emit(self: logging.StreamHandler, record: logging.LogRecord) -> None:  # type: ignore[type-arg]
-        if self.stream is captured:  # not pytest's own capturing handlers
-            writers.append(threading.current_thread().name)
-        original_emit(self, record)
-
-    logging.StreamHandler.emit = spying_emit  # type: ignore[method-assign]
+    token = logs.request_id.set("req-42")
     try:
-        token = logs.request_id.set("req-42")
+        logs.log_event(logging.getLogger("t"), "upload.created", upload_id="abc")
         try:
-            logs.log_event(logging.getLogger("t"), "upload.created", upload_id="abc")
-            try:
-                raise ValueError("boom")
-            except ValueError:
-                logging.getLogger("t").exception("failed %s", "badly")
-        finally:
-            logs.request_id.reset(token)
-        logs.stop_writer()  # flushes the queue
+            raise ValueError("boom")
+        except ValueError:
+            logging.getLogger("t").exception("failed %s", "badly")
     finally:
-        logging.StreamHandler.emit = original_emit  # type: ignore[method-assign]
+        logs.request_id.reset(token)
+    logs.stop_writer()  # flushes the queue
 
     lines = [json.loads(line) for line in captured.getvalue().splitlines()]
     assert [entry["event"] for entry in lines] == ["upload.created", "failed badly"]
     assert all(entry["request_id"] == "req-42" for entry in lines)
     assert lines[0]["upload_id"] == "abc"
     assert "ValueError: boom" in lines[1]["exc"]
+    writers = {thread for thread, _ in captured.writes}
     assert writers and threading.current_thread().name not in writers
+
+
+def test_a_burst_of_records_is_written_at_once_and_stopping_cuts_the_wait_short(
+    captured: WritesRecorded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A linger far longer than the burst: all fifty records wait for one write,
+    # which stop_writer makes at once instead of after the linger.
+    monkeypatch.setattr(logs, "LINGER", 60.0)
+    log = logging.getLogger("t")
+    for i in range(50):
+        logs.log_event(log, "http.request", n=i)
+    assert captured.writes == []  # gathered, not written one by one
+    logs.stop_writer()
+    assert len(captured.writes) == 1
+    assert [json.loads(line)["n"] for line in captured.getvalue().splitlines()] == list(range(50))
+    logs.log_event(log, "after.stop")  # written at once by the caller from now on
+    assert captured.writes[-1][0] == threading.current_thread().name
+
+
+def test_a_record_that_cannot_be_formatted_loses_only_itself(captured: WritesRecorded) -> None:
+    log = logging.getLogger("t")
+    logs.log_event(log, "before")
+    log.info("odd", extra={"fields": 42})  # the writer's formatter cannot merge these
+    logs.log_event(log, "after")
+    logs.stop_writer()
+    events = [json.loads(line)["event"] for line in captured.getvalue().splitlines()]
+    assert events[0] == "before" and events[-1] == "after"
 
 
 def test_a_terminated_server_writes_its_last_lines_before_it_exits(

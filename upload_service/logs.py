@@ -1,7 +1,7 @@
 """Structured logs: one JSON object a line, with stable event names and the request id.
 
 Records are formatted and written by a thread of their own (a QueueHandler and
-its listener): on the event loop, writing to a slow stderr pipe stalls every
+a batching writer): on the event loop, writing to a slow stderr pipe stalls every
 request, and under load formatting took a sixth of the loop's busy time.
 """
 
@@ -79,32 +79,86 @@ class _Enqueue(logging.handlers.QueueHandler):
         return record
 
 
-_listener: logging.handlers.QueueListener | None = None
+# The writer gathers a burst's records this long after the first, then writes them
+# all at once. Woken for each record (a QueueListener), it cost every log call a
+# futex wake, a GIL hand-off and a write, four calls per upload (strace, uploads
+# one after another: futex calls per upload 90 -> 81, writes 23 -> 20).
+LINGER = 0.02
+
+
+class _BatchWriter(threading.Thread):
+    """Formats queued records and writes them through `handler`, a batch per write."""
+
+    def __init__(
+        self, records: queue.SimpleQueue[Any], handler: logging.StreamHandler[TextIO]
+    ) -> None:
+        super().__init__(name="log-writer", daemon=True)
+        self.records = records
+        self.handler = handler
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            batch = [self.records.get()]
+            self.stopping.wait(LINGER)
+            while not self.records.empty():
+                batch.append(self.records.get_nowait())
+            self._write([r for r in batch if r is not _STOP])
+            if any(r is _STOP for r in batch):
+                return
+
+    def _write(self, batch: list[logging.LogRecord]) -> None:
+        lines = []
+        for record in batch:
+            try:
+                lines.append(self.handler.format(record) + self.handler.terminator)
+            except Exception:
+                self.handler.handleError(record)  # logging's own way: a note on stderr
+        if not lines:
+            return
+        self.handler.acquire()
+        try:
+            self.handler.stream.write("".join(lines))
+            self.handler.flush()
+        except Exception:
+            self.handler.handleError(batch[-1])
+        finally:
+            self.handler.release()
+
+    def stop(self) -> None:
+        """Write what is queued now, without waiting out the linger, and end."""
+        self.stopping.set()
+        self.records.put(_STOP)
+        self.join()
+
+
+_STOP: Any = object()
+_writer: _BatchWriter | None = None
 
 
 @atexit.register
 def stop_writer() -> None:
     """Write what is queued and stop the writer thread (also run at exit); records
     logged after this are written at once, by the caller."""
-    global _listener
-    if _listener is not None:
-        _listener.stop()
-        logging.getLogger().handlers[:] = list(_listener.handlers)
-        _listener = None
+    global _writer
+    if _writer is not None:
+        _writer.stop()
+        logging.getLogger().handlers[:] = [_writer.handler]
+        _writer = None
 
 
 def configured() -> bool:
-    return _listener is not None
+    return _writer is not None
 
 
 def configure(level: str = "INFO", as_json: bool = True, stream: TextIO | None = None) -> None:
-    global _listener
-    writer = logging.StreamHandler(stream or sys.stderr)
-    writer.setFormatter(JsonFormatter() if as_json else TextFormatter())
+    global _writer
+    handler: logging.StreamHandler[TextIO] = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if as_json else TextFormatter())
     stop_writer()
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    _listener = logging.handlers.QueueListener(records, writer)
-    _listener.start()
+    records: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    _writer = _BatchWriter(records, handler)
+    _writer.start()
     # Fields no formatter here prints, looked up for every record otherwise.
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()

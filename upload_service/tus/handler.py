@@ -81,6 +81,17 @@ class TusConfig:
     admitted: int | None = None
 
 
+def admission(limit: int | None) -> AbstractAsyncContextManager[Any]:
+    """At most `limit` holders at once (None: any number).
+
+    One that waits for no one goes on without yielding to the event loop: anyio's
+    default yields once per acquire, up to three extra loop turns per upload, each
+    queued behind every other ready request under load (strace: epoll_wait calls
+    per upload 43.4 -> 41.4).
+    """
+    return anyio.Semaphore(limit, fast_acquire=True) if limit else nullcontext()
+
+
 class TusHandler:
     def __init__(
         self,
@@ -95,9 +106,7 @@ class TusHandler:
         self.config = config
         self.authenticate = authenticate
         self.hooks = hooks or NoHooks()
-        self._admitted: AbstractAsyncContextManager[Any] = (
-            anyio.Semaphore(config.admitted) if config.admitted else nullcontext()
-        )
+        self._admitted = admission(config.admitted)
         self._writes = 0  # requests streaming a body into the store right now
         self._idle: anyio.Event | None = None  # set when _writes drops to 0 during drain()
 
