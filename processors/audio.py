@@ -14,12 +14,14 @@ import json
 import subprocess
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 
 import numpy as np
 
+from processors.media_tools import MediaTools
 from processors.speech import SAMPLE_RATE
+
+PROBE_TIMEOUT = 30.0
 
 
 class AudioDecodeError(RuntimeError):
@@ -31,16 +33,16 @@ class AudioInfo:
     duration: float | None  # seconds; None when the container does not say
 
 
-def probe_audio(source: Path) -> AudioInfo | None:
+def probe_audio(tools: MediaTools) -> AudioInfo | None:
     """The first audio stream's facts, or None when the media has no audio stream."""
-    out = subprocess.run(
+    out = tools.run(
         [
             "ffprobe", "-v", "error", "-select_streams", "a",
             "-show_entries", "stream=index,duration:format=duration",
-            "-of", "json", str(source),
+            "-of", "json", *tools.input(),
         ],
-        capture_output=True,
-        check=False,
+        duration=None,
+        timeout=PROBE_TIMEOUT,
     )  # fmt: skip
     if out.returncode != 0:
         raise AudioDecodeError(f"ffprobe failed: {out.stderr.decode(errors='replace')[-500:]}")
@@ -61,17 +63,17 @@ def _float(value: object) -> float | None:
 
 
 class PcmReader:
-    """Reads the first audio stream of `source` as float32 samples, `n` at a time."""
+    """Reads the first audio stream of the upload as float32 samples, `n` at a time."""
 
-    def __init__(self, source: Path) -> None:
+    def __init__(self, tools: MediaTools, duration: float | None = None) -> None:
         # stderr goes to a file: an unread pipe could fill up and stall ffmpeg.
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
         self._proc = subprocess.Popen(
-            [
-                "ffmpeg", "-nostdin", "-v", "error", "-i", str(source),
+            tools.command([
+                "ffmpeg", "-nostdin", "-v", "error", *tools.input(),
                 "-map", "0:a:0", "-vn", "-sn", "-dn",
                 "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "pipe:1",
-            ],
+            ], duration),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._stderr,

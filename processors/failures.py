@@ -2,12 +2,16 @@
 
     Exception
     ├── MediaError          permanent: the file itself is the problem; never retried,
-    │   ├── UnsupportedMedia    ends `failed` with code `unsupported_media`
-    │   └── CorruptMedia        ends `failed` with code `corrupt_media`
+    │   ├── UnsupportedMedia    `unsupported_media`: not audio/video in an allowed container
+    │   ├── CorruptMedia        `corrupt_media`: media that cannot be decoded
+    │   ├── LimitExceeded       over a MEDIA_* limit, before any transcode:
+    │   │                       `frame_too_large`, `media_too_long`, `too_many_streams`
+    │   ├── ProcessingLimit     `processing_limit`: a tool ran out of its CPU time,
+    │   │                       memory or wall-clock allowance (FfmpegTimeout)
+    │   └── TranscodeFailed     `transcode_failed`: ffmpeg refused media that probed fine
     └── TransientError      anything worth another attempt (a crash, a full disk, a
-                            time-out, a publisher hiccup): retried with backoff by
-                            Dramatiq; when retries run out, `failed` with
-                            `processing_failed`
+                            publisher hiccup): retried with backoff by Dramatiq; when
+                            retries run out, `failed` with `processing_failed`
 
 Any other exception counts as transient too: a bug may be a passing one, and
 retries are bounded.
@@ -32,13 +36,31 @@ class CorruptMedia(MediaError):
     code = "corrupt_media"
 
 
+class LimitExceeded(MediaError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ProcessingLimit(MediaError):
+    code = "processing_limit"
+
+
+class TranscodeFailed(MediaError):
+    """ffmpeg exited non-zero on input that probed and decoded fine: the same
+    file fails the same way again, so it is not retried."""
+
+    code = "transcode_failed"
+
+
+class FfmpegTimeout(ProcessingLimit):
+    """ffmpeg ran past the time limit derived from the media's duration."""
+
+
 class TransientError(Exception):
     pass
 
 
 class FfmpegFailed(TransientError):
-    """ffmpeg exited non-zero on input that probed and decoded fine."""
-
-
-class FfmpegTimeout(TransientError):
-    """ffmpeg ran past the time limit derived from the media's duration."""
+    """ffmpeg failed for a reason of this machine's (a full disk, a signal from
+    outside): another attempt may succeed."""

@@ -44,6 +44,7 @@ from upload_service.store.factory import make_store
 from .failures import MediaError
 from .ffmpeg_run import Throttle
 from .joblock import JobLock, lock_ttl
+from .media_tools import MediaTools
 from .probe import MediaInfo, probe
 from .publish import Publisher
 from .transcode import TranscodeResult, transcode
@@ -54,7 +55,17 @@ log = logging.getLogger("processors.pipeline")
 
 # States in which there is nothing (more) to do for a pipeline message.
 SETTLED = {"ready", "terminated", "expired"}
-PERMANENT_CODES = {"unsupported_media", "corrupt_media"}
+# Failures of the file itself (processors.failures.MediaError): a redelivered
+# message must not try again.
+PERMANENT_CODES = {
+    "unsupported_media",
+    "corrupt_media",
+    "frame_too_large",
+    "media_too_long",
+    "too_many_streams",
+    "processing_limit",
+    "transcode_failed",
+}
 _SAFE_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
 T = TypeVar("T")
 
@@ -125,6 +136,13 @@ def transcode_timeout(settings: Settings, duration: float | None) -> float:
     return max(settings.transcode_timeout_min, settings.transcode_timeout_factor * (duration or 0))
 
 
+def transcribe_timeout(settings: Settings, duration: float | None) -> float:
+    """The speech engine's time limit, like ffmpeg's."""
+    return max(
+        settings.transcribe_timeout_min, settings.transcribe_timeout_factor * (duration or 0)
+    )
+
+
 def original_name(info: UploadInfo) -> str:
     suffix = Path(str(info.metadata.get("filename") or "")).suffix.lower()
     return "original" + suffix if _SAFE_SUFFIX.match(suffix) else "original"
@@ -190,26 +208,27 @@ def _process_upload(upload_id: str, ctx: PipelineContext) -> Record | None:
     with job_dir(ctx.settings.work_dir, upload_id) as work:
         progress.start("probe")
         source = fetch_source(store, info, work)
+        tools = MediaTools.for_job(ctx.settings, source, work)
         try:
-            media = probe(source, info.kinds)
+            media = probe(source, info.kinds, tools)
+            ctx.status.update(upload_id, media=media.public(), error=None)
+            out_dir = work / "out"
+            result = transcode(
+                tools,
+                out_dir,
+                media,
+                timeout=transcode_timeout(ctx.settings, media.duration),
+                log_path=work / "ffmpeg.log",
+                on_progress=progress.start("transcode"),
+            )
         except MediaError as exc:
             return fail(ctx, upload_id, exc.code, exc.message)
-        ctx.status.update(upload_id, media=media.public(), error=None)
-        out_dir = work / "out"
-        result = transcode(
-            source,
-            out_dir,
-            media,
-            timeout=transcode_timeout(ctx.settings, media.duration),
-            log_path=work / "ffmpeg.log",
-            on_progress=progress.start("transcode"),
-        )
         captions = None
         if ctx.settings.transcribe and media.has_audio:
             # The token's meta may name the lesson's language; else the setting; else detected.
             language = info.meta.get("language") or ctx.settings.transcribe_language
             captions = _transcribe(
-                ctx, upload_id, source, out_dir, language, progress.start("transcribe")
+                ctx, upload_id, tools, media, out_dir, language, progress.start("transcribe")
             )
         items = [(source, original_name(info))] + [
             (p, str(p.relative_to(out_dir))) for p in sorted(out_dir.rglob("*")) if p.is_file()
@@ -240,7 +259,8 @@ def _process_upload(upload_id: str, ctx: PipelineContext) -> Record | None:
 def _transcribe(
     ctx: PipelineContext,
     upload_id: str,
-    source: Path,
+    tools: MediaTools,
+    media: MediaInfo,
     out_dir: Path,
     language: str | None,
     on_progress: Callable[[float], None],
@@ -248,11 +268,13 @@ def _transcribe(
     # Captions are an extra: without them the media is still worth publishing.
     try:
         return transcribe_media(
-            source,
+            tools.source,
             out_dir,
             language,
             ctx.settings.whisper_model,
             on_progress,
+            tools=tools,
+            timeout=transcribe_timeout(ctx.settings, media.duration),
         )
     except Exception as exc:
         log_event(

@@ -8,6 +8,11 @@ instants and a player can switch between them at any segment boundary. The
 MP4 is the top rendition's segments remuxed (no second encode); the poster is
 one frame.
 
+The output frame rate is capped (MEDIA_MAX_FPS: lecture content gains nothing
+from 60 fps, and the ladder's cost grows with it). A still picture with sound
+(a cover or a slide over narration: one video frame) gets a video track made
+of that picture, at STILL_FPS, as long as the sound.
+
 Audio only: AAC in an .m4a and an audio HLS, in one run.
 
 Layout under `out_dir` (the published names):
@@ -21,13 +26,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import ffmpeg
 
 from .ffmpeg_run import run_ffmpeg
+from .media_policy import OWN_HLS_DEMUXERS
+from .media_tools import MediaTools
 from .probe import MediaInfo
 
 SEGMENT_SECONDS = 4
+# A still picture changes never: a few frames a second play as well as thirty.
+STILL_FPS = 5
 # (short side, H.264 bitrate): common VOD rungs; the source picks the ones it can fill.
 LADDER = ((1080, 5_000_000), (720, 2_800_000), (480, 1_400_000), (360, 800_000))
 AUDIO_BITRATE = 128_000
@@ -101,12 +111,25 @@ def _hls_options(out_dir: Path, var_stream_map: str) -> dict[str, object]:
     }
 
 
+def _source(tools: MediaTools, **options: object) -> Any:
+    return ffmpeg.input(tools.input_name, **tools.input_options(), **options)
+
+
 def video_hls_args(
-    source: Path, out_dir: Path, info: MediaInfo, ladder: list[Rendition]
+    tools: MediaTools, out_dir: Path, info: MediaInfo, ladder: list[Rendition], max_fps: float
 ) -> list[str]:
     """ffmpeg arguments for the whole ladder as HLS under `out_dir`."""
-    src = ffmpeg.input(str(source))
-    pictures = src.video.filter_multi_output("split", len(ladder))
+    src = _source(tools)
+    video = src.video
+    trim: dict[str, object] = {}
+    if info.still and info.duration:
+        # Repeat the one picture for as long as the sound lasts.
+        video = video.filter("tpad", stop_mode="clone", stop_duration=info.duration)
+        video = video.filter("fps", fps=STILL_FPS)
+        trim["t"] = info.duration
+    elif info.fps is None or info.fps > max_fps:
+        video = video.filter("fps", fps=max_fps)
+    pictures = video.filter_multi_output("split", len(ladder))
     streams = []
     options: dict[str, object] = {}
     groups = []
@@ -135,14 +158,15 @@ def video_hls_args(
         str(out_dir / "hls/v%v/index.m3u8"),
         **codecs,
         **options,
+        **trim,
         **_hls_options(out_dir, " ".join(groups)),
     )
     return list(output.get_args())
 
 
-def audio_args(source: Path, out_dir: Path) -> list[str]:
+def audio_args(tools: MediaTools, out_dir: Path) -> list[str]:
     """ffmpeg arguments for audio.m4a and an audio-only HLS under `out_dir`."""
-    src = ffmpeg.input(str(source))
+    src = _source(tools)
     aac = {"c:a": "aac", "b:a": AUDIO_BITRATE, "ac": 2}
     m4a = ffmpeg.output(src.audio, str(out_dir / "audio.m4a"), movflags="+faststart", **aac)
     hls = ffmpeg.output(
@@ -153,25 +177,36 @@ def audio_args(source: Path, out_dir: Path) -> list[str]:
 
 def mp4_args(out_dir: Path) -> list[str]:
     """The MP4 download: the top rendition's segments, remuxed without re-encoding."""
-    playlist = ffmpeg.input(str(out_dir / "hls/v0/index.m3u8"))
+    # Our own playlist and segments, read back: the one place HLS is allowed in.
+    playlist = ffmpeg.input(
+        f"file:{out_dir / 'hls/v0/index.m3u8'}",
+        protocol_whitelist="file",
+        format_whitelist=",".join(OWN_HLS_DEMUXERS),
+    )
     return list(
         playlist.output(str(out_dir / "video.mp4"), c="copy", movflags="+faststart").get_args()
     )
 
 
-def poster_args(source: Path, out_dir: Path, info: MediaInfo, top: Rendition) -> list[str]:
-    """One frame, a little way in (the first is often black), at the top rendition's size."""
-    at = min(5.0, (info.duration or 0) * 0.1)
+def poster_args(
+    tools: MediaTools, out_dir: Path, info: MediaInfo, top: Rendition, at: float
+) -> list[str]:
+    """One frame at `at` seconds, at the top rendition's size."""
     poster = (
-        ffmpeg.input(str(source), ss=at)
-        .filter("scale", top.width, top.height)
+        _source(tools, ss=at)
+        .video.filter("scale", top.width, top.height)
         .output(str(out_dir / "poster.jpg"), vframes=1, **{"q:v": 3})
     )
     return list(poster.get_args())
 
 
+def poster_seconds(info: MediaInfo) -> float:
+    """A little way in (the first frame is often black); the picture itself for a still."""
+    return 0.0 if info.still else min(5.0, (info.duration or 0) * 0.1)
+
+
 def transcode(
-    source: Path,
+    tools: MediaTools,
     out_dir: Path,
     info: MediaInfo,
     *,
@@ -184,7 +219,8 @@ def transcode(
     deadline = _Deadline(timeout)
     if info.kind == "audio":
         run_ffmpeg(
-            audio_args(source, out_dir),
+            audio_args(tools, out_dir),
+            tools=tools,
             duration=info.duration,
             timeout=deadline.left(),
             log_path=log_path,
@@ -196,22 +232,43 @@ def transcode(
     assert info.width and info.height
     ladder = choose_ladder(info.width, info.height, info.has_audio)
     run_ffmpeg(
-        video_hls_args(source, out_dir, info, ladder),
+        video_hls_args(tools, out_dir, info, ladder, tools.limits.max_fps),
+        tools=tools,
         duration=info.duration,
         timeout=deadline.left(),
         log_path=log_path,
         on_progress=lambda p: on_progress(p * 0.95),
     )
-    run_ffmpeg(mp4_args(out_dir), duration=None, timeout=deadline.left(), log_path=log_path)
     run_ffmpeg(
-        poster_args(source, out_dir, info, ladder[0]),
-        duration=None,
-        timeout=deadline.left(),
-        log_path=log_path,
+        mp4_args(out_dir), tools=tools, duration=None, timeout=deadline.left(), log_path=log_path
     )
+    poster = make_poster(tools, out_dir, info, ladder[0], deadline, log_path)
     on_progress(100.0)
     renditions = [(rung, f"hls/v{i}/index.m3u8") for i, rung in enumerate(ladder)]
-    return _result(out_dir, renditions, "video.mp4", "poster.jpg")
+    return _result(out_dir, renditions, "video.mp4", poster)
+
+
+def make_poster(
+    tools: MediaTools,
+    out_dir: Path,
+    info: MediaInfo,
+    top: Rendition,
+    deadline: _Deadline,
+    log_path: Path,
+) -> str | None:
+    """poster.jpg, or None: a seek can land past the last frame (a video track
+    shorter than its media), and then the first frame will do."""
+    for at in dict.fromkeys((poster_seconds(info), 0.0)):
+        run_ffmpeg(
+            poster_args(tools, out_dir, info, top, at),
+            tools=tools,
+            duration=None,
+            timeout=deadline.left(),
+            log_path=log_path,
+        )
+        if (out_dir / "poster.jpg").is_file():
+            return "poster.jpg"
+    return None
 
 
 def _result(

@@ -27,6 +27,7 @@ import numpy as np
 from processors.audio import PcmReader, probe_audio
 from processors.captions import Cue, build_cues, to_srt, to_vtt
 from processors.hls_subtitles import add_subtitles
+from processors.media_tools import MediaTools
 from processors.speech import SAMPLE_RATE, Segment, SpeechEngine, Word, get_engine
 from upload_service.logs import log_event
 
@@ -68,16 +69,23 @@ def transcribe_media(
     *,
     engine: SpeechEngine | None = None,
     window_seconds: float = WINDOW_SECONDS,
+    tools: MediaTools | None = None,
+    timeout: float | None = None,
 ) -> TranscriptionResult | None:
-    """Write captions for `source` into `out_dir`; None when there is no speech."""
-    info = probe_audio(source)
+    """Write captions for `source` into `out_dir`; None when there is no speech.
+
+    Raises TranscribeTimeout when the speech engine runs past `timeout` seconds.
+    """
+    tools = tools or MediaTools(source.resolve())
+    info = probe_audio(tools)
     if info is None:
         log_event(log, "transcribe.no_audio", source=str(source))
         return None
     engine = engine or get_engine(model)
     started = time.monotonic()
+    deadline = None if timeout is None else started + timeout
     detected, segments = transcribe_stream(
-        source, engine, language, info.duration, on_progress, window_seconds
+        tools, engine, language, info.duration, on_progress, window_seconds, deadline
     )
     if not any(s.words or s.text for s in segments):
         log_event(log, "transcribe.no_speech", source=str(source))
@@ -95,15 +103,20 @@ def transcribe_media(
     return result
 
 
+class TranscribeTimeout(RuntimeError):
+    """Transcription ran past its time limit (TRANSCRIBE_TIMEOUT_*)."""
+
+
 def transcribe_stream(
-    source: Path,
+    tools: MediaTools,
     engine: SpeechEngine,
     language: str | None,
     duration: float | None,
     on_progress: Callable[[float], None],
     window_seconds: float = WINDOW_SECONDS,
+    deadline: float | None = None,
 ) -> tuple[str | None, list[Segment]]:
-    """(language, segments in media time) for the first audio stream of `source`."""
+    """(language, segments in media time) for the first audio stream of the upload."""
     window = int(window_seconds * SAMPLE_RATE)
     guard = int(min(GUARD_SECONDS, window_seconds / 4) * SAMPLE_RATE)
     # A window reads this much further ahead: when that reaches the end, the
@@ -113,8 +126,10 @@ def transcribe_stream(
     carry = np.empty(0, dtype=np.float32)
     offset = 0  # media position of carry[0], in samples
     detected: str | None = None
-    with PcmReader(source) as reader:
+    with PcmReader(tools, duration) as reader:
         while True:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TranscribeTimeout("transcription ran past its time limit")
             fresh = reader.read(reach - len(carry))
             audio = np.concatenate([carry, fresh]) if len(carry) else fresh
             final = len(audio) < reach

@@ -21,8 +21,10 @@ from media_helpers import make_audio, make_text_file, make_truncated_mp4, make_v
 from pipeline_helpers import tus_upload
 from redis import Redis
 
-from processors.failures import CorruptMedia, FfmpegTimeout, UnsupportedMedia
+from processors.failures import CorruptMedia, FfmpegTimeout, ProcessingLimit, UnsupportedMedia
 from processors.ffmpeg_run import Throttle, parse_progress_line, run_ffmpeg
+from processors.media_policy import MediaLimits
+from processors.media_tools import MediaTools
 from processors.pipeline import PipelineContext, mark_exhausted, process_upload, transcode_timeout
 from processors.probe import probe
 from processors.publish import PublishItem, make_publisher
@@ -279,7 +281,7 @@ def test_probe_tells_unsupported_from_corrupt(tmp_path: Path) -> None:
         + [str(picture)],
         check=True,
     )
-    with pytest.raises(UnsupportedMedia, match="no audio or video"):
+    with pytest.raises(UnsupportedMedia, match="not audio or video"):
         probe(picture)
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
@@ -304,13 +306,29 @@ def test_time_limit_scales_with_duration_and_stops_ffmpeg(
 ) -> None:
     assert transcode_timeout(settings, None) == settings.transcode_timeout_min
     assert transcode_timeout(settings, 3600) == 3600 * settings.transcode_timeout_factor
+    source = make_text_file(tmp_path / "unused")
     with pytest.raises(FfmpegTimeout):
         run_ffmpeg(
             ["-re", "-f", "lavfi", "-i", "testsrc=duration=30", "-f", "null", "-"],
+            tools=MediaTools(source, tmp_path),
             duration=30,
             timeout=0.5,
             log_path=tmp_path / "ffmpeg.log",
         )
+
+
+def test_a_run_over_its_cpu_time_is_stopped_by_the_kernel(tmp_path: Path) -> None:
+    """The CPU-time rlimit, not the wall clock, ends a run that costs too much."""
+    tools = MediaTools(make_text_file(tmp_path / "unused"), tmp_path, limits=MediaLimits(cpu_min=1))
+    with pytest.raises(ProcessingLimit, match="CPU time") as refused:
+        run_ffmpeg(
+            ["-f", "lavfi", "-i", "testsrc2=size=1280x720", "-c:v", "libx264", "-f", "null", "-"],
+            tools=tools,
+            duration=1,
+            timeout=600,
+            log_path=tmp_path / "ffmpeg.log",
+        )
+    assert refused.value.code == "processing_limit"
 
 
 def test_worker_start_sweeps_only_long_dead_work_dirs(tmp_path: Path) -> None:

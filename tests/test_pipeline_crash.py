@@ -46,11 +46,18 @@ def workers(crash_settings: Settings) -> Iterator[list[WorkerProcess]]:
 
 
 def ffmpeg_children(worker: WorkerProcess) -> list[str]:
-    assert worker.process
-    found = subprocess.run(
-        ["pgrep", "-g", str(worker.process.pid), "ffmpeg"], capture_output=True, text=True
-    )
-    return found.stdout.split()
+    """The worker's ffmpeg processes: in sandboxes of their own sessions, so found by
+    what they read (the worker's data dir), not by process group."""
+    found = subprocess.run(["pgrep", "-x", "ffmpeg"], capture_output=True, text=True)
+    mine = []
+    for pid in found.stdout.split():
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:  # ended meanwhile
+            continue
+        if str(worker.settings.data_dir.resolve()).encode() in command:
+            mine.append(pid)
+    return mine
 
 
 def test_sigkilled_worker_mid_transcode_is_redone_and_ends_ready_once(

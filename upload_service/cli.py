@@ -76,7 +76,13 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> None:
     from dramatiq.cli import main as dramatiq_main
     from dramatiq.cli import make_argument_parser
 
+    from processors.sandbox import Sandbox, SandboxUnavailable
+
     check_store_settings(settings)  # before the worker processes start
+    try:  # a worker that cannot contain ffmpeg must not run it (docs/security.md)
+        Sandbox.from_settings(settings).check()
+    except SandboxUnavailable as exc:
+        raise SystemExit(f"cannot start the workers: {exc}") from None
     argv = [
         "processors.actors",
         "--processes",

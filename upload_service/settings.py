@@ -40,6 +40,16 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         raise SystemExit(f"setting {name} must be an integer, got {raw!r}") from None
 
 
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SystemExit(f"setting {name} must be a number, got {raw!r}") from None
+
+
 def _bool(env: dict[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -118,8 +128,20 @@ class Settings:
     keep_local: bool = False
     # Pipeline reliability: ffmpeg gets max(min, factor x media duration) seconds;
     # transient failures are retried with exponential backoff from min_backoff.
-    transcode_timeout_factor: float = 10.0
+    transcode_timeout_factor: float = 3.0
     transcode_timeout_min: float = 600.0
+    # Transcription gets max(min, factor x media duration) seconds; past that, no captions.
+    transcribe_timeout_factor: float = 1.0
+    transcribe_timeout_min: float = 300.0
+    # Hostile media (docs/security.md): how the tools are contained, what a file may cost.
+    media_sandbox: str = "bwrap"
+    media_max_pixels: int = 4096 * 4096
+    media_max_duration: float = 4 * 3600.0
+    media_max_streams: int = 16
+    media_max_fps: float = 30.0
+    media_cpu_per_second: float = 3.0
+    media_cpu_min: float = 300.0
+    media_memory_limit: int = 4 * GIB
     process_max_retries: int = 5
     process_min_backoff: float = 10.0
     # Redis broker: a worker silent this long is dead and its messages are requeued
@@ -212,6 +234,20 @@ class Settings:
             transcode_timeout_min=float(
                 env.get("TRANSCODE_TIMEOUT_MIN") or cls.transcode_timeout_min
             ),
+            transcribe_timeout_factor=_float(
+                env, "TRANSCRIBE_TIMEOUT_FACTOR", cls.transcribe_timeout_factor
+            ),
+            transcribe_timeout_min=_float(
+                env, "TRANSCRIBE_TIMEOUT_MIN", cls.transcribe_timeout_min
+            ),
+            media_sandbox=(env.get("MEDIA_SANDBOX") or cls.media_sandbox).strip().lower(),
+            media_max_pixels=_int(env, "MEDIA_MAX_PIXELS", cls.media_max_pixels),
+            media_max_duration=_float(env, "MEDIA_MAX_DURATION", cls.media_max_duration),
+            media_max_streams=_int(env, "MEDIA_MAX_STREAMS", cls.media_max_streams),
+            media_max_fps=_float(env, "MEDIA_MAX_FPS", cls.media_max_fps),
+            media_cpu_per_second=_float(env, "MEDIA_CPU_PER_SECOND", cls.media_cpu_per_second),
+            media_cpu_min=_float(env, "MEDIA_CPU_MIN", cls.media_cpu_min),
+            media_memory_limit=_int(env, "MEDIA_MEMORY_LIMIT", cls.media_memory_limit),
             process_max_retries=_int(env, "PROCESS_MAX_RETRIES", cls.process_max_retries),
             process_min_backoff=float(env.get("PROCESS_MIN_BACKOFF") or cls.process_min_backoff),
             worker_heartbeat_timeout=float(
