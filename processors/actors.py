@@ -2,6 +2,7 @@
 
     process_upload(upload_id)           queue "media"        the pipeline
     process_upload_exhausted(msg, info) queue "media"        retries ran out
+    withdraw_upload(upload_id)          queue "media"        after a DELETE: processors.withdraw
     deliver_webhook(event, ...)         queue "webhooks"     processors.webhooks
     sweep_expired(...)                  queue "maintenance"  processors.sweeper
 
@@ -46,6 +47,7 @@ for _handler in logging.getLogger().handlers:
 from . import pipeline  # noqa: E402
 from .failures import MediaError  # noqa: E402
 from .publish import make_publisher  # noqa: E402
+from .withdraw import withdraw  # noqa: E402
 from .workdir import sweep_stale  # noqa: E402
 
 # The actor's own limit is only a backstop; the real one scales with the media
@@ -90,6 +92,18 @@ def process_upload_exhausted(message: dict[str, Any], retry_info: dict[str, Any]
     trace = message.get("options", {}).get("traceback") or ""
     reason = trace.strip().splitlines()[-1] if trace.strip() else "unknown error"
     pipeline.mark_exhausted(context(), upload_id, reason)
+
+
+@dramatiq.actor(
+    actor_name="withdraw_upload",
+    queue_name=PIPELINE_QUEUE,
+    # Retried while the upload's job still runs (it stops within seconds).
+    max_retries=30,
+    min_backoff=1000,
+    max_backoff=30_000,
+)
+def withdraw_upload(upload_id: str) -> None:
+    withdraw(upload_id, context())
 
 
 def _declare_optional_actors() -> list[str]:

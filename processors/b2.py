@@ -261,6 +261,14 @@ class B2Publisher:
         )
         return {p.name: self.url(p.key) for p in planned}
 
+    def unpublish(self, upload_id: str) -> None:
+        """Every version of every file under the upload's folder, and its unfinished parts."""
+        folder = self.folder(upload_id)
+        self._cancel_unfinished(folder, keep=set())
+        for versions in self._versions(folder).values():
+            self._delete_versions(versions)
+        log_event(log, "b2.unpublished", upload_id=upload_id)
+
     def _plan(self, upload_id: str, path: Path, name: str) -> _Planned:
         path = Path(path)
         if self._is_protected(path):  # the original, from the tus store

@@ -37,7 +37,7 @@ from upload_service.events import emit
 from upload_service.jobs import JobQueue
 from upload_service.logs import log_event
 from upload_service.settings import Settings
-from upload_service.status import Record, StatusStore
+from upload_service.status import Record, StatusStore, UploadEnded
 from upload_service.store.base import UploadGone, UploadInfo, UploadNotFound, UploadStore
 from upload_service.store.factory import make_store
 
@@ -157,8 +157,10 @@ class Progress:
         self.stage = "probe"
 
     def _write(self, percent: float) -> None:
+        # advance, not update: raises UploadEnded once the upload was deleted, and
+        # every stage reports progress, so a DELETE stops the job within a tick.
         progress = {"stage": self.stage, "percent": percent}
-        self.ctx.status.update(self.upload_id, state="processing", progress=progress)
+        self.ctx.status.advance(self.upload_id, state="processing", progress=progress)
 
     def start(self, stage: str) -> Callable[[float], None]:
         self.stage = stage
@@ -202,6 +204,23 @@ def _process_upload(upload_id: str, ctx: PipelineContext) -> Record | None:
     if info is None:
         log_event(log, "pipeline.skipped", upload_id=upload_id, reason="unknown upload")
         return None
+    try:
+        return _run(ctx, store, info, state)
+    except UploadEnded as ended:
+        return _stopped(ctx, upload_id, ended.state)
+
+
+def _stopped(ctx: PipelineContext, upload_id: str, state: str) -> Record | None:
+    """The upload was deleted (or expired) mid-job: ffmpeg is already stopped (an
+    exception in its progress callback kills it) and the work dir is gone; what
+    was published goes too. No webhook: `upload.terminated` was the last word."""
+    ctx.publisher.unpublish(upload_id)
+    log_event(log, "pipeline.stopped", upload_id=upload_id, state=state)
+    return ctx.status.get(upload_id)
+
+
+def _run(ctx: PipelineContext, store: UploadStore, info: UploadInfo, state: str) -> Record:
+    upload_id = info.id
     started = time.monotonic()
     log_event(log, "pipeline.started", upload_id=upload_id, attempt_state=state)
     progress = Progress(ctx, upload_id)
@@ -211,7 +230,7 @@ def _process_upload(upload_id: str, ctx: PipelineContext) -> Record | None:
         tools = MediaTools.for_job(ctx.settings, source, work)
         try:
             media = probe(source, info.kinds, tools)
-            ctx.status.update(upload_id, media=media.public(), error=None)
+            ctx.status.advance(upload_id, media=media.public(), error=None)
             out_dir = work / "out"
             result = transcode(
                 tools,
@@ -235,7 +254,7 @@ def _process_upload(upload_id: str, ctx: PipelineContext) -> Record | None:
         ]
         urls = ctx.publisher.publish(upload_id, items, progress.start("publish"))
     outputs = build_outputs(urls, original_name(info), result, captions)
-    record = ctx.status.update(
+    record = ctx.status.advance(
         upload_id,
         state="ready",
         progress={"stage": "publish", "percent": 100.0},
@@ -276,6 +295,8 @@ def _transcribe(
             tools=tools,
             timeout=transcribe_timeout(ctx.settings, media.duration),
         )
+    except UploadEnded:
+        raise
     except Exception as exc:
         log_event(
             log,
@@ -319,7 +340,7 @@ def build_outputs(
 
 
 def fail(ctx: PipelineContext, upload_id: str, code: str, message: str) -> Record:
-    record = ctx.status.update(upload_id, state="failed", error={"code": code, "message": message})
+    record = ctx.status.advance(upload_id, state="failed", error={"code": code, "message": message})
     emit(ctx.jobs, ctx.webhooks, "media.failed", record)
     log_event(log, "pipeline.failed", logging.WARNING, upload_id=upload_id, code=code, msg=message)
     return record
@@ -330,7 +351,12 @@ def mark_exhausted(ctx: PipelineContext, upload_id: str, reason: str) -> Record 
     record = ctx.status.get(upload_id)
     if record is None or record["state"] in SETTLED or record["state"] == "failed":
         return record
-    return fail(ctx, upload_id, "processing_failed", f"processing failed after retries: {reason}")
+    try:
+        return fail(
+            ctx, upload_id, "processing_failed", f"processing failed after retries: {reason}"
+        )
+    except UploadEnded:
+        return ctx.status.get(upload_id)
 
 
 __all__ = ["MediaInfo", "PipelineContext", "process_upload", "mark_exhausted", "fail"]

@@ -27,6 +27,10 @@ class Publisher(Protocol):
         """Make every item public (idempotent: safe to run again); name -> URL."""
         ...
 
+    def unpublish(self, upload_id: str) -> None:
+        """Remove everything published for the upload (idempotent)."""
+        ...
+
 
 class LocalPublisher:
     """Files under `<data>/media/<id>/`, served by the server at `/media/<id>/`."""
@@ -64,6 +68,10 @@ class LocalPublisher:
         staging.rename(final)
         shutil.rmtree(old, ignore_errors=True)
         return {name: self.url(upload_id, name) for _, name in items}
+
+    def unpublish(self, upload_id: str) -> None:
+        for name in (upload_id, f".{upload_id}.staging", f".{upload_id}.old"):
+            shutil.rmtree(self.media_dir / name, ignore_errors=True)
 
 
 def make_publisher(settings: Settings) -> Publisher:

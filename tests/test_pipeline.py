@@ -42,10 +42,10 @@ class RecordingStatus(StatusStore):
         super().__init__(directory, redis)
         self.progress: list[dict[str, Any]] = []
 
-    def update(self, upload_id: str, **changes: Any) -> Record:
+    def advance(self, upload_id: str, **changes: Any) -> Record:
         if changes.get("progress"):
             self.progress.append(dict(changes["progress"]))
-        return super().update(upload_id, **changes)
+        return super().advance(upload_id, **changes)
 
 
 class CountingPublisher:

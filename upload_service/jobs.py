@@ -18,6 +18,7 @@ MAINTENANCE_QUEUE = "maintenance"
 
 ACTOR_QUEUES = {
     "process_upload": PIPELINE_QUEUE,
+    "withdraw_upload": PIPELINE_QUEUE,
     "deliver_webhook": WEBHOOK_QUEUE,
     "sweep_expired": MAINTENANCE_QUEUE,
 }

@@ -61,11 +61,16 @@ class ServiceHooks:
 
     async def terminated(self, info: UploadInfo) -> None:
         try:
-            record = await self._update(info.id, state="terminated", offset=info.offset)
+            record = await self._update(
+                info.id, state="terminated", offset=info.offset, progress=None, outputs={}
+            )
         except KeyError:  # it had no status record: nothing to refresh or announce
             record = None
         if record is not None and self.webhooks:
             await run_blocking(emit, self.jobs, True, "upload.terminated", record)
+        if info.finished and info.concat != "partial":
+            # It may be processing or published: a worker stops and unpublishes it.
+            await run_blocking(self.jobs.send, "withdraw_upload", info.id)
         log_event(log, "upload.terminated", upload_id=info.id)
 
     async def _update(self, upload_id: str, **changes: Any) -> Record:

@@ -29,6 +29,17 @@ CACHE_PREFIX = "upload-status:"
 CACHE_TTL = 7 * 24 * 3600
 
 Record = dict[str, Any]
+# Ended by the user (DELETE) or by expiry: no worker may write over it again.
+ENDED = ("terminated", "expired")
+
+
+class UploadEnded(Exception):
+    """The upload was terminated or expired while a job was working on it."""
+
+    def __init__(self, upload_id: str, state: str) -> None:
+        super().__init__(f"upload {upload_id} is {state}")
+        self.upload_id = upload_id
+        self.state = state
 
 
 def iso(ts: float | None = None) -> str:
@@ -109,6 +120,15 @@ class StatusStore:
 
     def update(self, upload_id: str, **changes: Any) -> Record:
         return self.put(self._changed(upload_id, changes))
+
+    def advance(self, upload_id: str, **changes: Any) -> Record:
+        """A worker's write: refused (UploadEnded) once the upload was terminated
+        or expired, so a job's progress never brings a deleted upload back."""
+        record = self._changed(upload_id, {})
+        if record["state"] in ENDED:
+            raise UploadEnded(upload_id, record["state"])
+        record.update(changes)
+        return self.put(record)
 
     # -- the file alone: the server refreshes the cache itself (CachePublisher) ----
     def write_file(self, record: Record) -> bytes:
