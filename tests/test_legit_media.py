@@ -106,9 +106,15 @@ CASES: dict[str, Legit] = {
 
 
 def _dims(path: Path, fmt: str) -> tuple[int, int]:
-    """Width and height of the first picture of one of our outputs (demuxer forced)."""
+    """Width and height of the first picture of one of our outputs (demuxer forced).
+
+    A segment of a still picture is a keyframe and then near-empty frames, and
+    ffprobe's default look at a 4 s segment ends before a frame is decoded:
+    it is told to read the whole segment.
+    """
     result = subprocess.run(
-        ["ffprobe", "-v", "error", "-f", fmt, "-select_streams", "v:0"]
+        ["ffprobe", "-v", "error", "-analyzeduration", "30M", "-probesize", "30M"]
+        + ["-f", fmt, "-select_streams", "v:0"]
         + ["-show_entries", "stream=width,height", "-of", "json", str(path)],
         capture_output=True,
         check=True,
