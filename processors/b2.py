@@ -33,6 +33,7 @@ from urllib.parse import quote
 from b2sdk.v2 import AbstractProgressListener, B2Api, Bucket, FileVersion
 
 from upload_service.b2client import DEFAULT_TYPE, authorized_api, original_content_type, retrying
+from upload_service.ids import UnsafeId, is_safe_id
 from upload_service.logs import log_event
 from upload_service.settings import Settings
 
@@ -211,6 +212,8 @@ class B2Publisher:
                 self._api = api
 
     def folder(self, upload_id: str) -> str:
+        if not is_safe_id(upload_id):  # a folder is deleted whole by unpublish
+            raise UnsafeId(f"not an upload id: {upload_id!r}")
         return f"{self.prefix}/{upload_id}/" if self.prefix else f"{upload_id}/"
 
     def key(self, upload_id: str, name: str) -> str:

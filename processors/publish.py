@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from upload_service.ids import safe_child
 from upload_service.settings import Settings
 
 # (local file, relative name such as "hls/master.m3u8")
@@ -38,6 +39,11 @@ class LocalPublisher:
     def url(self, upload_id: str, name: str) -> str:
         return f"{self.base_url}/{upload_id}/{name}"
 
+    def _dirs(self, upload_id: str) -> tuple[Path, Path, Path]:
+        """The published tree, the one being built, and the one being replaced."""
+        final = safe_child(self.media_dir, upload_id)
+        return final, final.with_name(f".{upload_id}.staging"), final.with_name(f".{upload_id}.old")
+
     def publish(
         self, upload_id: str, items: list[PublishItem], on_progress: ProgressCallback
     ) -> dict[str, str]:
@@ -45,8 +51,7 @@ class LocalPublisher:
         done = 0
         # Build the whole tree beside the final one, then swap it in with one
         # rename: a reader never sees half a publication.
-        final = self.media_dir / upload_id
-        staging = self.media_dir / f".{upload_id}.staging"
+        final, staging, old = self._dirs(upload_id)
         shutil.rmtree(staging, ignore_errors=True)
         for path, name in items:
             target = staging / name
@@ -57,7 +62,6 @@ class LocalPublisher:
                 shutil.copyfile(path, target)
             done += path.stat().st_size
             on_progress(100.0 * done / total)
-        old = self.media_dir / f".{upload_id}.old"
         shutil.rmtree(old, ignore_errors=True)
         if final.exists():
             final.rename(old)

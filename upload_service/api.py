@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from .auth import bearer, decode_token, is_api_key
 from .blocking import run_blocking
 from .errors import BadRequest, NotFound, Unauthorized
+from .ids import is_safe_id
 from .metrics import exposition
 from .status import etag_of
 
@@ -48,6 +49,8 @@ class StatusAPI:
     async def one(self, request: Request) -> Response:
         caller = self._caller(request)
         upload_id = request.path_params["upload_id"]
+        if not is_safe_id(upload_id):
+            raise NotFound("no such upload")
         body = await self.services.reader.get_raw(upload_id)
         if body is None or (caller is not None and json.loads(body)["owner"] != caller):
             raise NotFound(f"upload {upload_id} not found")
@@ -60,6 +63,8 @@ class StatusAPI:
             raise BadRequest("ids=<id>,<id>,... is required")
         if len(ids) > MAX_BATCH:
             raise BadRequest(f"at most {MAX_BATCH} ids at once")
+        if not all(is_safe_id(i) for i in ids):
+            raise BadRequest("ids are letters, digits, '-' and '_' (1 to 128 of them)")
         bodies = await self.services.reader.get_many_raw(list(dict.fromkeys(ids)))
         if caller is not None:
             bodies = [b for b in bodies if json.loads(b)["owner"] == caller]

@@ -7,6 +7,7 @@ from starlette.responses import Response, StreamingResponse
 
 from .auth import bearer, decode_token, is_api_key
 from .errors import NotFound
+from .ids import is_safe_id
 from .store.base import UploadGone, UploadInfo, UploadNotFound, UploadStore
 
 
@@ -23,6 +24,8 @@ class Downloads:
         owner = (
             None if is_api_key(token, self.api_key) else decode_token(token, self.token_secret).sub
         )
+        if not is_safe_id(upload_id):
+            raise NotFound("no such upload")
         try:
             info = await self.store.get(upload_id)
         except (UploadNotFound, UploadGone):
