@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import mimetypes
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,8 +21,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
+from starlette.routing import Route
 
 from . import api, logs, page, webhooks_api
 from .auth import TokenClaims, bearer, decode_token
@@ -33,6 +31,8 @@ from .jobs import DramatiqJobQueue, JobQueue
 from .lifecycle import ServiceHooks
 from .locks import Locker, RedisLocker
 from .logs import log_event, request_id
+from .media import MediaEndpoint, MediaSource
+from .media_files import LocalMedia
 from .middleware import MethodOverride, RequestContext
 from .redis_wire import RedisWire
 from .settings import Settings
@@ -46,15 +46,6 @@ from .tus.headers import TUS_HEADERS, TUS_VERSION
 
 log = logging.getLogger("upload_service.app")
 
-for _ext, _type in {
-    ".m3u8": "application/vnd.apple.mpegurl",
-    ".ts": "video/mp2t",
-    ".m4s": "video/iso.segment",
-    ".vtt": "text/vtt",
-    ".srt": "application/x-subrip",
-}.items():
-    mimetypes.add_type(_type, _ext)
-
 
 @dataclass
 class Services:
@@ -66,6 +57,7 @@ class Services:
     jobs: JobQueue
     redis: AsyncRedis
     wire: RedisWire  # the lean connection for what every upload or poll does
+    media: MediaSource  # where /media reads published files
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> Services:
@@ -97,6 +89,7 @@ class Services:
             "jobs": DramatiqJobQueue.from_url(settings.redis_url),
             "redis": redis,
             "wire": wire,
+            "media": LocalMedia(settings.media_dir),
         }
         parts.update(overrides)
         return cls(**parts)
@@ -176,7 +169,11 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         Route("/readyz", api.readyz, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),
         *page.routes,  # GET /upload: the browser upload page
-        Mount("/media", StaticFiles(directory=settings.media_dir, check_dir=False), name="media"),
+        Route(
+            "/media/{upload_id}/{name:path}",
+            MediaEndpoint(services.media).endpoint,
+            methods=["GET", "HEAD"],
+        ),
     ]
     exposed = [*TUS_HEADERS, *DRAFT_HEADERS, "Location", "ETag", "X-Request-ID"]
     middleware = [
