@@ -32,9 +32,9 @@ class Publisher(Protocol):
 class LocalPublisher:
     """Files under `<data>/media/<id>/`, served by the server at `/media/<id>/`."""
 
-    def __init__(self, media_dir: Path, base_url: str | None = None) -> None:
+    def __init__(self, media_dir: Path, base_url: str = "/media") -> None:
         self.media_dir = Path(media_dir)
-        self.base_url = (base_url or "").rstrip("/") + "/media"
+        self.base_url = base_url.rstrip("/")  # where /media is reached (MEDIA_PUBLIC_URL)
 
     def url(self, upload_id: str, name: str) -> str:
         return f"{self.base_url}/{upload_id}/{name}"
@@ -75,4 +75,4 @@ def make_publisher(settings: Settings) -> Publisher:
         from .b2 import B2Publisher  # b2sdk only where B2 is configured
 
         return B2Publisher.from_settings(settings)
-    return LocalPublisher(settings.media_dir, settings.public_url)
+    return LocalPublisher(settings.media_dir, settings.media_base)

@@ -90,7 +90,7 @@ def test_sigkilled_worker_mid_transcode_is_redone_and_ends_ready_once(
         base = f"/media/{upload_id}/"
         assert outputs["hls"] == base + "hls/master.m3u8"
         assert outputs["mp4"] == base + "video.mp4"
-        assert outputs["original"] == base + "original.mp4"
+        assert outputs["original"] == f"/files/{upload_id}"
         assert [(r["height"], r["url"]) for r in outputs["renditions"]] == [
             (720, base + "hls/v0/index.m3u8"),
             (480, base + "hls/v1/index.m3u8"),

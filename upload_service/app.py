@@ -33,6 +33,7 @@ from .locks import Locker, RedisLocker
 from .logs import log_event, request_id
 from .media import MediaEndpoint, MediaSource
 from .media_files import LocalMedia
+from .media_host import MediaHostSplit, media_host
 from .middleware import MethodOverride, RequestContext
 from .redis_wire import RedisWire
 from .settings import Settings
@@ -176,8 +177,16 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         ),
     ]
     exposed = [*TUS_HEADERS, *DRAFT_HEADERS, "Location", "ETag", "X-Request-ID"]
+    # Media on a host of their own (MEDIA_PUBLIC_URL): only /media there, the rest elsewhere.
+    split_host = media_host(settings)
+    host_split = (
+        [Middleware(MediaHostSplit, host=split_host, behind_proxy=settings.behind_proxy)]
+        if split_host
+        else []
+    )
     middleware = [
         Middleware(RequestContext),
+        *host_split,
         Middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),

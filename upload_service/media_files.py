@@ -40,6 +40,10 @@ def name_parts(name: str) -> list[str] | None:
     parts = name.split("/")
     if len(parts) > MAX_DEPTH or not all(NAME_PART.fullmatch(part) for part in parts):
         return None
+    # Uploads published before originals became private have `original.<ext>` here:
+    # never served from /media (GET /files/{id} is the original's only way out).
+    if len(parts) == 1 and parts[0].split(".", 1)[0] == "original":
+        return None
     return parts
 
 

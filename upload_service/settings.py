@@ -100,8 +100,11 @@ class Settings:
     webhook_timeout: float = 15.0
     # Behind a reverse proxy, X-Forwarded-Proto/-Host decide the Location URLs.
     behind_proxy: bool = False
-    # Public base URL of published files; empty means "this server's /media/".
+    # The service's public origin (UPLOAD_PUBLIC_URL), put in front of the URLs it hands
+    # out (`/files/{id}`); empty: URLs relative to this server.
     public_url: str | None = None
+    # Where this server's `/media` is reached from outside; None: `{public_url}/media`.
+    media_public_url: str | None = None
     cors_origins: tuple[str, ...] = ("*",)
     lock_ttl: int = 8
     # A PATCH body that sends nothing for this long is cut off (its bytes are
@@ -167,6 +170,17 @@ class Settings:
         return self.server_workers or usable_cpus()
 
     @property
+    def media_base(self) -> str:
+        """The URL published media are reached at: `{media_base}/{id}/{name}`."""
+        if self.media_public_url:
+            return self.media_public_url.rstrip("/")
+        return (self.public_url or "").rstrip("/") + "/media"
+
+    def download_url(self, upload_id: str) -> str:
+        """`GET /files/{id}`: the original, for its owner or the backend only."""
+        return f"{(self.public_url or '').rstrip('/')}/files/{upload_id}"
+
+    @property
     def b2_enabled(self) -> bool:
         return bool(self.b2_key_id and self.b2_key and self.b2_bucket)
 
@@ -194,6 +208,7 @@ class Settings:
             webhook_timeout=float(env.get("WEBHOOK_TIMEOUT") or cls.webhook_timeout),
             behind_proxy=_bool(env, "UPLOAD_BEHIND_PROXY", False),
             public_url=env.get("UPLOAD_PUBLIC_URL") or None,
+            media_public_url=env.get("MEDIA_PUBLIC_URL") or None,
             cors_origins=tuple(
                 o.strip() for o in (env.get("UPLOAD_CORS_ORIGINS") or "*").split(",") if o.strip()
             ),
