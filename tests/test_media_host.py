@@ -60,6 +60,7 @@ async def test_media_only_on_the_media_host_and_the_rest_only_elsewhere(
     settings = settings.with_changes(
         public_url=f"https://{SERVICE}",
         media_public_url=f"https://{MEDIA}/media",
+        media_access="public",
         behind_proxy=behind_proxy,
     )
     await publish_poster(settings, tmp_path)
@@ -109,7 +110,9 @@ async def test_no_split_when_media_share_the_service_host(
 ) -> None:
     for media_public_url in (None, "/media", f"https://{SERVICE}/media"):
         shared = settings.with_changes(
-            public_url=f"https://{SERVICE}", media_public_url=media_public_url
+            public_url=f"https://{SERVICE}",
+            media_public_url=media_public_url,
+            media_access="public",
         )
         await publish_poster(shared, tmp_path)
         async with app_client(shared) as client:

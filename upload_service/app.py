@@ -34,6 +34,7 @@ from .logs import log_event, request_id
 from .media import MediaEndpoint, MediaSource
 from .media_files import LocalMedia
 from .media_host import MediaHostSplit, media_host
+from .media_signing import media_signer
 from .middleware import MethodOverride, RequestContext
 from .redis_wire import RedisWire
 from .settings import Settings
@@ -172,7 +173,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         *page.routes,  # GET /upload: the browser upload page
         Route(
             "/media/{upload_id}/{name:path}",
-            MediaEndpoint(services.media).endpoint,
+            MediaEndpoint(services.media, media_signer(settings)).endpoint,
             methods=["GET", "HEAD"],
         ),
     ]

@@ -9,10 +9,17 @@ only when it is rendered as a document (opened in a tab): hls.js and
 <video> fetch playlists and segments as subresources, which it does not touch.
 `Cross-Origin-Resource-Policy: cross-origin` lets other origins (the backend's
 pages, a player on another host) embed the media, as they are meant to.
+
+With MEDIA_ACCESS=signed, every request needs the upload's signed query
+(`media_signing`): 403 `bad_signature` or `url_expired` otherwise, before
+anything about the file is looked at. Playlists are rewritten as they are
+served so that every URI in them carries the query the playlist came with.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Protocol
 
 from starlette.requests import Request
@@ -21,7 +28,9 @@ from starlette.responses import Response
 from .errors import NotFound
 from .ids import is_safe_id
 from .media_files import name_parts
+from .media_signing import MediaSigner
 from .media_types import PLAYLIST, is_playlist, media_type_for
+from .playlists import rewrite_uris
 from .status import etag_of
 
 SECURITY_HEADERS = {
@@ -44,26 +53,42 @@ class MediaSource(Protocol):
         """The response for any other file (with `headers`); None if there is none."""
         ...
 
+    async def uri_mapper(
+        self, upload_id: str, parts: list[str], query: str
+    ) -> Callable[[str], str]:
+        """What each URI of the playlist `parts` becomes, for a request signed with `query`."""
+        ...
+
 
 class MediaEndpoint:
-    def __init__(self, source: MediaSource) -> None:
+    def __init__(self, source: MediaSource, signer: MediaSigner | None = None) -> None:
         self.source = source
+        self.signer = signer  # None: MEDIA_ACCESS=public
 
     async def endpoint(self, request: Request) -> Response:
         upload_id = request.path_params["upload_id"]
         name = request.path_params["name"]
-        parts = name_parts(name) if is_safe_id(upload_id) else None
+        if not is_safe_id(upload_id):
+            raise NotFound("no such file")
+        exp = None
+        if self.signer is not None:
+            params = request.query_params
+            exp = self.signer.verify(upload_id, params.get("exp"), params.get("sig"))
+        parts = name_parts(name)
         if parts is None:
             raise NotFound("no such file")
         if is_playlist(name):
             body = await self.source.playlist(upload_id, parts)
             if body is None:
                 raise NotFound("no such file")
+            if self.signer is not None and exp is not None:
+                query = f"exp={exp}&sig={self.signer.signature(upload_id, exp)}"
+                body = rewrite_uris(body, await self.source.uri_mapper(upload_id, parts, query))
             return self._playlist(request, body)
         headers = {
             **SECURITY_HEADERS,
             "Content-Type": media_type_for(name),
-            "Cache-Control": "public, max-age=3600",
+            "Cache-Control": _cache_control(exp),
         }
         response = await self.source.file(request, upload_id, parts, headers)
         if response is None:
@@ -80,3 +105,10 @@ class MediaEndpoint:
             headers["Content-Length"] = str(len(body))
             return Response(status_code=200, headers=headers, media_type=PLAYLIST)
         return Response(body, headers=headers, media_type=PLAYLIST)
+
+
+def _cache_control(exp: int | None) -> str:
+    if exp is None:
+        return "public, max-age=3600"
+    # A cache keyed by the signed URL must not outlive the signature.
+    return f"max-age={max(0, min(3600, exp - int(time.time())))}"

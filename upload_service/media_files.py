@@ -17,6 +17,7 @@ import os
 import re
 import stat
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 
 from starlette.requests import Request
@@ -25,6 +26,7 @@ from starlette.responses import Response, StreamingResponse
 from .blocking import run_blocking, run_read
 from .downloads import parse_range
 from .ids import safe_child
+from .playlists import is_relative, with_query
 
 NAME_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 MAX_DEPTH = 6
@@ -101,6 +103,12 @@ class LocalMedia:
         except FileNotFoundError:
             return None
         return file_response(request, fd, info, headers)
+
+    async def uri_mapper(
+        self, upload_id: str, parts: list[str], query: str
+    ) -> Callable[[str], str]:
+        # Every file is served here, under the same signature: just pass it on.
+        return lambda uri: with_query(uri, query) if is_relative(uri) else uri
 
 
 def file_response(
