@@ -192,7 +192,7 @@ def polling(tmp: Path, redis_port: int, pollers: int, seconds: float) -> None:
             state="ready",
             media={"kind": "video", "duration": 61.4, "width": 1280, "height": 720},
             outputs={
-                "original": base + "original.mp4",
+                "original": f"/files/{upload_id}",
                 "hls": base + "hls/master.m3u8",
                 "poster": base + "poster.jpg",
                 "mp4": base + "video.mp4",

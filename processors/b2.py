@@ -23,7 +23,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +32,10 @@ from urllib.parse import quote
 
 from b2sdk.v2 import AbstractProgressListener, B2Api, Bucket, FileVersion
 
-from upload_service.b2client import DEFAULT_TYPE, authorized_api, original_content_type, retrying
+from upload_service.b2client import authorized_api, retrying
+from upload_service.ids import UnsafeId, is_safe_id
 from upload_service.logs import log_event
+from upload_service.media_types import media_type_for
 from upload_service.settings import Settings
 
 log = logging.getLogger("processors.b2")
@@ -41,25 +43,9 @@ log = logging.getLogger("processors.b2")
 MB = 1024 * 1024
 PublishItem = tuple[Path, str]
 
-CONTENT_TYPES = {
-    ".m3u8": "application/vnd.apple.mpegurl",
-    ".ts": "video/mp2t",
-    ".m4s": "video/iso.segment",
-    ".mp4": "video/mp4",
-    ".vtt": "text/vtt",
-    ".srt": "application/x-subrip",
-    ".json": "application/json",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-}
-
 
 class B2PublishError(RuntimeError):
     """B2 answered, but not with what we uploaded (size or SHA-1 differ)."""
-
-
-def content_type_for(name: str) -> str:
-    return CONTENT_TYPES.get(Path(name).suffix.lower(), DEFAULT_TYPE)
 
 
 def file_sha1(path: Path) -> str:
@@ -147,8 +133,6 @@ class B2Publisher:
         attempts: int = 5,
         backoff: float = 1.0,
         keep_local: bool = False,
-        protected_dirs: Iterable[Path] = (),
-        filetype_of: Callable[[str], str | None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.api_factory = api_factory
@@ -160,9 +144,6 @@ class B2Publisher:
         self.attempts = max(1, attempts)
         self.backoff = backoff
         self.keep_local = keep_local
-        # Files under these (the tus store) belong to someone else: never removed.
-        self.protected_dirs = [Path(d).resolve() for d in protected_dirs]
-        self.filetype_of = filetype_of
         self.sleep = sleep
         self._api: B2Api | None = None
         self._bucket: Bucket | None = None
@@ -179,8 +160,6 @@ class B2Publisher:
             part_size=settings.b2_part_size,
             threads=settings.b2_upload_threads,
             keep_local=settings.keep_local,
-            protected_dirs=[settings.uploads_dir],
-            filetype_of=_status_filetype(settings),
         )
 
     # -- B2 handles -------------------------------------------------------
@@ -211,6 +190,8 @@ class B2Publisher:
                 self._api = api
 
     def folder(self, upload_id: str) -> str:
+        if not is_safe_id(upload_id):  # a folder is deleted whole by unpublish
+            raise UnsafeId(f"not an upload id: {upload_id!r}")
         return f"{self.prefix}/{upload_id}/" if self.prefix else f"{upload_id}/"
 
     def key(self, upload_id: str, name: str) -> str:
@@ -271,18 +252,14 @@ class B2Publisher:
 
     def _plan(self, upload_id: str, path: Path, name: str) -> _Planned:
         path = Path(path)
-        if self._is_protected(path):  # the original, from the tus store
-            declared = self.filetype_of(upload_id) if self.filetype_of else None
-            content_type = original_content_type(declared)
-        else:
-            content_type = content_type_for(name)
         return _Planned(
             path=path,
             name=name,
             key=self.key(upload_id, name),
             size=path.stat().st_size,
             sha1=file_sha1(path),
-            content_type=content_type,
+            # The server's fixed map: a name it does not know is bytes, never a page.
+            content_type=media_type_for(name),
         )
 
     def _upload_all(
@@ -383,24 +360,7 @@ class B2Publisher:
 
         retrying(sweep, self.attempts, self.backoff, self.sleep, "unfinished")
 
-    def _is_protected(self, path: Path) -> bool:
-        resolved = path.resolve()
-        return any(resolved.is_relative_to(d) for d in self.protected_dirs)
-
     def _remove_local(self, planned: list[_Planned]) -> None:
+        # The job's own outputs only: the pipeline never hands over the tus store's files.
         for item in planned:
-            if not self._is_protected(item.path):
-                item.path.unlink(missing_ok=True)
-
-
-def _status_filetype(settings: Settings) -> Callable[[str], str | None]:
-    """The original's declared `filetype` (Upload-Metadata), from its status record."""
-
-    def lookup(upload_id: str) -> str | None:
-        from upload_service.status import StatusStore
-
-        record = StatusStore(settings.status_dir, None).get(upload_id) or {}
-        filetype = (record.get("metadata") or {}).get("filetype")
-        return str(filetype) if filetype else None
-
-    return lookup
+            item.path.unlink(missing_ok=True)

@@ -16,14 +16,14 @@ so it ends with the same outputs.
 
 The upload comes through the store protocol (`UPLOAD_STORE`): a store with
 local files (the disk) hands over its path; any other (B2) is streamed into
-the job's work dir first, and that copy is what gets probed, transcoded and
-published as the original.
+the job's work dir first, and that copy is what gets probed and transcoded.
+The original itself is never published: it stays in the store, private, and
+`outputs.original` is its download URL (`GET /files/{id}`, owner or API key).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -66,7 +66,6 @@ PERMANENT_CODES = {
     "processing_limit",
     "transcode_failed",
 }
-_SAFE_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
 T = TypeVar("T")
 
 
@@ -141,11 +140,6 @@ def transcribe_timeout(settings: Settings, duration: float | None) -> float:
     return max(
         settings.transcribe_timeout_min, settings.transcribe_timeout_factor * (duration or 0)
     )
-
-
-def original_name(info: UploadInfo) -> str:
-    suffix = Path(str(info.metadata.get("filename") or "")).suffix.lower()
-    return "original" + suffix if _SAFE_SUFFIX.match(suffix) else "original"
 
 
 class Progress:
@@ -249,11 +243,12 @@ def _run(ctx: PipelineContext, store: UploadStore, info: UploadInfo, state: str)
             captions = _transcribe(
                 ctx, upload_id, tools, media, out_dir, language, progress.start("transcribe")
             )
-        items = [(source, original_name(info))] + [
+        # Outputs only: the uploaded bytes are hostile and private (GET /files/{id}).
+        items = [
             (p, str(p.relative_to(out_dir))) for p in sorted(out_dir.rglob("*")) if p.is_file()
         ]
         urls = ctx.publisher.publish(upload_id, items, progress.start("publish"))
-    outputs = build_outputs(urls, original_name(info), result, captions)
+    outputs = build_outputs(urls, ctx.settings.download_url(upload_id), result, captions)
     record = ctx.status.advance(
         upload_id,
         state="ready",
@@ -310,12 +305,12 @@ def _transcribe(
 
 def build_outputs(
     urls: dict[str, str],
-    original: str,
+    original_url: str,
     result: TranscodeResult,
     captions: TranscriptionResult | None,
 ) -> dict[str, Any]:
     outputs: dict[str, Any] = {
-        "original": urls[original],
+        "original": original_url,
         "hls": urls[result.hls],
         "renditions": [
             {

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from upload_service.ids import safe_child
 from upload_service.settings import Settings
 
 # (local file, relative name such as "hls/master.m3u8")
@@ -35,12 +36,17 @@ class Publisher(Protocol):
 class LocalPublisher:
     """Files under `<data>/media/<id>/`, served by the server at `/media/<id>/`."""
 
-    def __init__(self, media_dir: Path, base_url: str | None = None) -> None:
+    def __init__(self, media_dir: Path, base_url: str = "/media") -> None:
         self.media_dir = Path(media_dir)
-        self.base_url = (base_url or "").rstrip("/") + "/media"
+        self.base_url = base_url.rstrip("/")  # where /media is reached (MEDIA_PUBLIC_URL)
 
     def url(self, upload_id: str, name: str) -> str:
         return f"{self.base_url}/{upload_id}/{name}"
+
+    def _dirs(self, upload_id: str) -> tuple[Path, Path, Path]:
+        """The published tree, the one being built, and the one being replaced."""
+        final = safe_child(self.media_dir, upload_id)
+        return final, final.with_name(f".{upload_id}.staging"), final.with_name(f".{upload_id}.old")
 
     def publish(
         self, upload_id: str, items: list[PublishItem], on_progress: ProgressCallback
@@ -49,8 +55,7 @@ class LocalPublisher:
         done = 0
         # Build the whole tree beside the final one, then swap it in with one
         # rename: a reader never sees half a publication.
-        final = self.media_dir / upload_id
-        staging = self.media_dir / f".{upload_id}.staging"
+        final, staging, old = self._dirs(upload_id)
         shutil.rmtree(staging, ignore_errors=True)
         for path, name in items:
             target = staging / name
@@ -61,7 +66,6 @@ class LocalPublisher:
                 shutil.copyfile(path, target)
             done += path.stat().st_size
             on_progress(100.0 * done / total)
-        old = self.media_dir / f".{upload_id}.old"
         shutil.rmtree(old, ignore_errors=True)
         if final.exists():
             final.rename(old)
@@ -79,4 +83,4 @@ def make_publisher(settings: Settings) -> Publisher:
         from .b2 import B2Publisher  # b2sdk only where B2 is configured
 
         return B2Publisher.from_settings(settings)
-    return LocalPublisher(settings.media_dir, settings.public_url)
+    return LocalPublisher(settings.media_dir, settings.media_base)

@@ -32,6 +32,8 @@ import httpx
 
 from upload_service.jobs import WEBHOOK_QUEUE
 from upload_service.logs import log_event
+from upload_service.media_signing import MissingSigningKey
+from upload_service.playback import PlaybackURLs
 from upload_service.settings import Settings
 from upload_service.status import iso
 from upload_service.webhook_log import WebhookLog
@@ -168,12 +170,26 @@ async def _post(url: str, headers: dict[str, str], body: bytes, limit: float) ->
     return result
 
 
+def with_playback_urls(settings: Settings, event: dict[str, Any]) -> dict[str, Any]:
+    """The event with its record's media URLs signed (MEDIA_ACCESS=signed).
+
+    Signed per attempt, not when the event was emitted: a retry hours later
+    carries URLs that still work, and the stored event (the webhook log, what
+    a resend sends) keeps plain URLs like the status record.
+    """
+    return {**event, "data": PlaybackURLs.from_settings(settings).record(event["data"])}
+
+
 def attempt_delivery(settings: Settings, event: dict[str, Any]) -> Result:
     if not settings.webhook_url:
         return Result(None, "WEBHOOK_URL is not set on this worker", 0.0)
     if not settings.webhook_secret:
         # Never send unsigned: receivers must be able to trust every event.
         return Result(None, "WEBHOOK_SECRET is not set on this worker", 0.0)
+    try:
+        event = with_playback_urls(settings, event)
+    except MissingSigningKey as exc:
+        return Result(None, str(exc), 0.0)
     body = event_body(event)
     try:
         headers = signed_headers(settings.webhook_secret, event["id"], body)

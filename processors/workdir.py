@@ -13,10 +13,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from upload_service.ids import safe_child
+
 
 @contextmanager
 def job_dir(work_root: Path, upload_id: str) -> Iterator[Path]:
-    path = work_root / upload_id
+    path = safe_child(work_root, upload_id)  # it is wiped: never anything but the job's own
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     try:

@@ -169,7 +169,11 @@ async def client(settings: Settings, jobs: MemoryJobQueue) -> AsyncIterator[http
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("UPLOAD_", "WEBHOOK_", "B2_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("UPLOAD_", "WEBHOOK_", "B2_", "MEDIA_"))
+    }
     env.update(
         UPLOAD_DATA_DIR=str(settings.data_dir),
         REDIS_URL=settings.redis_url,
@@ -178,7 +182,16 @@ def settings_env(settings: Settings) -> dict[str, str]:
         UPLOAD_MAX_SIZE=str(settings.max_size),
         UPLOAD_EXPIRY=str(settings.expiry),
         LOG_JSON="false",
+        MEDIA_ACCESS=settings.media_access,
+        MEDIA_URL_TTL=str(settings.media_url_ttl),
     )
+    for name, value in (
+        ("UPLOAD_PUBLIC_URL", settings.public_url),
+        ("MEDIA_PUBLIC_URL", settings.media_public_url),
+        ("MEDIA_SIGNING_KEY", settings.media_signing_key),
+    ):
+        if value:
+            env[name] = value
     if settings.webhook_url:
         env["WEBHOOK_URL"] = settings.webhook_url
     if settings.webhook_secret:

@@ -19,9 +19,10 @@ from b2sdk.v2.exception import (
 )
 
 from processors import b2
-from processors.b2 import B2Publisher, content_type_for
+from processors.b2 import B2Publisher
 from processors.publish import LocalPublisher, make_publisher
 from upload_service.b2client import original_content_type
+from upload_service.media_types import media_type_for
 from upload_service.settings import Settings
 
 UPLOAD_ID = "up1"
@@ -35,16 +36,14 @@ def fake_b2() -> FakeB2:
 @dataclass
 class Files:
     items: list[tuple[Path, str]]
-    uploads_dir: Path
     sha1: dict[str, str]
     size: dict[str, int]
 
 
 @pytest.fixture
 def files(tmp_path: Path) -> Files:
-    """One of each output kind, a 12 MB rendition (> two 5 MB parts) and the original."""
+    """One of each output kind and a 12 MB rendition (> two 5 MB parts); never the original."""
     work = tmp_path / "work" / UPLOAD_ID
-    uploads = tmp_path / "uploads"
     contents = {
         "hls/master.m3u8": b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=800000\n360p/index.m3u8\n",
         "hls/360p/index.m3u8": b"#EXTM3U\n#EXTINF:4.0,\nseg_000.ts\n",
@@ -63,14 +62,8 @@ def files(tmp_path: Path) -> Files:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         items.append((path, name))
-    original = uploads / UPLOAD_ID
-    original.parent.mkdir(parents=True)
-    contents["original"] = os.urandom(700_000)
-    original.write_bytes(contents["original"])
-    items.insert(0, (original, "original"))
     return Files(
         items=items,
-        uploads_dir=uploads,
         sha1={n: hashlib.sha1(d).hexdigest() for n, d in contents.items()},
         size={n: len(d) for n, d in contents.items()},
     )
@@ -85,29 +78,29 @@ def assert_complete(fake: FakeB2, files: Files, prefix: str = "") -> None:
         [version] = versions[folder + name]
         assert version.size == files.size[name]  # type: ignore[attr-defined]
         assert b2.stored_sha1(version) == files.sha1[name]
-        expected = "video/quicktime" if name == "original" else content_type_for(name)
-        assert version.content_type == expected  # type: ignore[attr-defined]
+        assert version.content_type == media_type_for(name)  # type: ignore[attr-defined]
     assert fake.unfinished() == []
 
 
 def b2_publisher(fake: FakeB2, files: Files, **options: object) -> B2Publisher:
-    return fake.publisher(
-        protected_dirs=[files.uploads_dir],
-        filetype_of=lambda upload_id: "video/quicktime",
-        **options,
-    )
+    return fake.publisher(**options)
 
 
 def test_content_types_by_extension() -> None:
-    assert content_type_for("hls/master.m3u8") == "application/vnd.apple.mpegurl"
-    assert content_type_for("a/seg.ts") == "video/mp2t"
-    assert content_type_for("a/init.m4s") == "video/iso.segment"
-    assert content_type_for("720p.mp4") == "video/mp4"
-    assert content_type_for("en.vtt") == "text/vtt"
-    assert content_type_for("en.srt") == "application/x-subrip"
-    assert content_type_for("t.json") == "application/json"
-    assert content_type_for("poster.jpg") == "image/jpeg"
-    assert content_type_for("original") == "application/octet-stream"
+    assert media_type_for("hls/master.m3u8") == "application/vnd.apple.mpegurl"
+    assert media_type_for("a/seg.ts") == "video/mp2t"
+    assert media_type_for("a/init.m4s") == "video/mp4"
+    assert media_type_for("720p.mp4") == "video/mp4"
+    assert media_type_for("audio.m4a") == "audio/mp4"
+    assert media_type_for("en.vtt") == "text/vtt"
+    assert media_type_for("en.srt") == "application/x-subrip"
+    assert media_type_for("t.json") == "application/json"
+    assert media_type_for("t.txt") == "text/plain; charset=utf-8"
+    assert media_type_for("poster.jpg") == "image/jpeg"
+    assert media_type_for("original") == "application/octet-stream"
+    assert media_type_for("talk.html") == "application/octet-stream"
+    assert media_type_for("x.svg") == "application/octet-stream"
+    # The B2 store keeps a client's declared type for its own objects, if it is one.
     assert original_content_type("video/webm") == "video/webm"
     assert original_content_type(None) == "application/octet-stream"
     assert original_content_type("not a type\r\n") == "application/octet-stream"
@@ -131,8 +124,8 @@ def test_publish_puts_every_file_in_the_bucket(fake_b2: FakeB2, files: Files) ->
     }
     # Progress by bytes: never backwards, ends at 100.
     assert seen == sorted(seen) and seen[-1] == 100.0 and len(seen) > 3
-    # Local outputs gone once B2 confirmed them; the tus store's original stays.
-    assert [p for p, n in files.items if p.exists()] == [files.items[0][0]]
+    # Local outputs gone once B2 confirmed them.
+    assert [p for p, n in files.items if p.exists()] == []
 
 
 def test_prefix_cdn_url_and_keep_local(fake_b2: FakeB2, files: Files) -> None:
@@ -219,9 +212,9 @@ def crash_after(percent: float) -> Callable[[float], None]:
 
 
 def test_crash_between_files_then_retry(fake_b2: FakeB2, files: Files) -> None:
-    # The rendition goes first, then the original: crash once the rendition's
-    # share of the bytes is done, while the original goes up.
-    files.items.sort(key=lambda item: item[1] not in ("renditions/720p.mp4", "original"))
+    # The rendition goes first, then a segment: crash once the rendition's
+    # share of the bytes is done, while the segment goes up.
+    files.items.sort(key=lambda item: item[1] not in ("renditions/720p.mp4", "hls/360p/seg_000.ts"))
     files.items.sort(key=lambda item: item[1] != "renditions/720p.mp4")
     share = 100 * files.size["renditions/720p.mp4"] / sum(files.size.values())
     publisher = b2_publisher(fake_b2, files, threads=1)
@@ -260,7 +253,7 @@ def test_stale_unfinished_large_files_are_cancelled(fake_b2: FakeB2, files: File
     stale = large_file.start_large_file(
         fake_b2.bucket.id_, f"{UPLOAD_ID}/renditions/old.mp4", "video/mp4", {}
     )
-    other = large_file.start_large_file(fake_b2.bucket.id_, "up2/original", "video/mp4", {})
+    other = large_file.start_large_file(fake_b2.bucket.id_, "up2/video.mp4", "video/mp4", {})
     b2_publisher(fake_b2, files).publish(UPLOAD_ID, files.items, lambda p: None)
     remaining = [f.file_id for f in fake_b2.unfinished()]  # type: ignore[attr-defined]
     assert stale.file_id not in remaining

@@ -14,10 +14,11 @@ from b2_helpers import FakeB2, make_fake_b2
 from media_helpers import make_video
 
 from processors import b2
-from processors.b2 import B2Publisher, content_type_for
+from processors.b2 import B2Publisher
 from processors.pipeline import PipelineContext, process_upload
 from processors.publish import make_publisher
 from upload_service.jobs import MemoryJobQueue
+from upload_service.media_types import media_type_for
 from upload_service.settings import Settings
 from upload_service.status import StatusStore, new_record
 from upload_service.store import LocalStore, UploadInfo
@@ -32,7 +33,6 @@ def finished_upload(settings: Settings, source: Path) -> UploadInfo:
         id=UPLOAD_ID,
         owner="user-1",
         length=len(data),
-        # The declared type, not the extension, names the original's type.
         metadata={"filename": "lecture.mp4", "filetype": "video/quicktime"},
     )
     store = LocalStore(settings.uploads_dir)
@@ -94,22 +94,23 @@ def test_pipeline_publishes_every_output_to_b2(
     assert record["progress"] == {"stage": "publish", "percent": 100.0}
     outputs = record["outputs"]
     cdn = f"https://cdn.example.com/media/{UPLOAD_ID}/"
-    urls = list(urls_in(outputs))
-    assert outputs["hls"] and outputs["original"] and outputs["renditions"]
+    # The original is private: its URL is the download endpoint, never the bucket.
+    assert outputs["original"] == f"/files/{UPLOAD_ID}"
+    urls = list(urls_in({k: v for k, v in outputs.items() if k != "original"}))
+    assert outputs["hls"] and outputs["renditions"]
     assert all(url.startswith(cdn) for url in urls), urls
 
     folder = f"media/{UPLOAD_ID}/"
     stored = {v.file_name: v for v, _ in fake.bucket.ls(folder, recursive=True)}
     for url in urls:
         assert folder + url.removeprefix(cdn) in stored, url
-    # The original under its declared type, byte for byte.
-    original = stored[folder + outputs["original"].removeprefix(cdn)]
-    assert original.content_type == "video/quicktime"
-    assert b2.stored_sha1(original) == hashlib.sha1(source.read_bytes()).hexdigest()
+    # Not one object holds the uploaded bytes, under whatever name.
+    source_sha1 = hashlib.sha1(source.read_bytes()).hexdigest()
+    assert all(b2.stored_sha1(v) != source_sha1 for v in stored.values())
+    assert not any(name.removeprefix(folder).startswith("original") for name in stored)
     # Every object carries the type of its extension.
     for name, version in stored.items():
-        if version is not original:
-            assert version.content_type == content_type_for(name), name
+        assert version.content_type == media_type_for(name), name
     # The HLS tree is complete: every playlist and segment it names is there.
     master_key = folder + outputs["hls"].removeprefix(cdn)
     pending = [master_key]

@@ -136,15 +136,16 @@ async def test_upload_to_b2_store_then_pipeline_ends_ready(
 
     assert record is not None and record["state"] == "ready", record
     outputs = record["outputs"]
-    assert outputs["hls"] and outputs["renditions"] and outputs["original"]
+    assert outputs["hls"] and outputs["renditions"]
     assert record["media"]["kind"] == "video"
-    # The original was published from the copy fetched from the store, byte for byte.
-    cdn = "https://cdn.example.com/"
-    original_key = outputs["original"].removeprefix(cdn)
-    assert original_key == f"media/{upload_id}/original.mp4"
+    # The original stays in the store, private: never published from the fetched copy.
+    assert outputs["original"] == f"/files/{upload_id}"
     published = fake_b2.versions(f"media/{upload_id}/")
-    [original] = published[original_key]
-    assert b2.stored_sha1(original) == hashlib.sha1(data).hexdigest()
+    assert (
+        published and outputs["hls"] == f"https://cdn.example.com/media/{upload_id}/hls/master.m3u8"
+    )
+    sha1 = hashlib.sha1(data).hexdigest()
+    assert all(b2.stored_sha1(v) != sha1 for [v, *_] in published.values())
     # The tus upload itself lives in B2 only: nothing on this machine's disk.
     [stored] = fake_b2.versions(tus_folder)[tus_folder + "data"]
     assert stored.size == len(data)  # type: ignore[attr-defined]

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -154,5 +155,5 @@ def test_wait_follows_processing_and_prints_outputs(
     assert "state: ready" in run.stderr
     printed = json.loads(run.stdout[run.stdout.index("{") :])
     assert printed["state"] == "ready"
-    assert printed["outputs"]["hls"].endswith(".m3u8")
+    assert urlsplit(printed["outputs"]["hls"]).path.endswith(".m3u8")
     assert httpx.get(printed["outputs"]["hls"]).status_code == 200

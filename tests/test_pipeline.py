@@ -107,8 +107,10 @@ async def test_ready_then_idempotent(
         if p.is_file()
     )
     assert "out/junk.ts" not in published and "junk.ts" not in published
-    assert {"original.mp4", "video.mp4", "poster.jpg", "hls/master.m3u8"} <= set(published)
+    assert {"video.mp4", "poster.jpg", "hls/master.m3u8"} <= set(published)
+    assert not [name for name in published if name.startswith("original")]
     assert record["outputs"]["hls"] == f"/media/{upload_id}/hls/master.m3u8"
+    assert record["outputs"]["original"] == f"/files/{upload_id}"
 
     stages = [p["stage"] for p in ctx.status.progress]  # type: ignore[attr-defined]
     assert list(dict.fromkeys(stages)) == ["probe", "transcode", "publish"]

@@ -12,6 +12,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from conftest import API_KEY, TOKEN_SECRET, LiveServer, RedisServer, mint_token
@@ -95,10 +96,13 @@ def test_sigkilled_worker_mid_transcode_is_redone_and_ends_ready_once(
 
         outputs = record["outputs"]
         base = f"/media/{upload_id}/"
-        assert outputs["hls"] == base + "hls/master.m3u8"
-        assert outputs["mp4"] == base + "video.mp4"
-        assert outputs["original"] == base + "original.mp4"
-        assert [(r["height"], r["url"]) for r in outputs["renditions"]] == [
+        # Signed playback: the one signed query of the upload on every media URL.
+        signed = "?" + urlsplit(outputs["hls"]).query
+        assert signed.startswith("?exp=")
+        assert outputs["hls"] == base + "hls/master.m3u8" + signed
+        assert outputs["mp4"] == base + "video.mp4" + signed
+        assert outputs["original"] == f"/files/{upload_id}"
+        assert [(r["height"], r["url"].removesuffix(signed)) for r in outputs["renditions"]] == [
             (720, base + "hls/v0/index.m3u8"),
             (480, base + "hls/v1/index.m3u8"),
             (360, base + "hls/v2/index.m3u8"),

@@ -143,9 +143,15 @@ def test_video_goes_from_uploading_to_ready_with_hls(
     assert float(mp4["format"]["duration"]) == pytest.approx(10.0, abs=0.2)
     poster = httpx.get(server.url + outputs["poster"])
     assert poster.status_code == 200 and poster.content[:2] == b"\xff\xd8"  # JPEG
-    original = httpx.get(server.url + outputs["original"])
+    # The original: its owner's download, never a public file.
+    assert outputs["original"] == f"/files/{upload_id}"
+    assert httpx.get(server.url + outputs["original"]).status_code == 401
+    original = httpx.get(
+        server.url + outputs["original"], headers={"Authorization": f"Bearer {tok}"}
+    )
     assert original.content == data
-    assert outputs["original"].endswith("/original.mp4")
+    assert original.headers["content-disposition"].startswith("attachment;")
+    assert not [name for name in media_files(e2e_settings, upload_id) if "original" in name]
     # The job's scratch space is gone.
     assert not (e2e_settings.work_dir / upload_id).exists()
 
@@ -158,7 +164,21 @@ def test_video_goes_from_uploading_to_ready_with_hls(
         "upload.completed": ["uploaded"],
         "media.ready": ["ready"],
     }
-    assert events["media.ready"][0]["data"]["outputs"] == outputs
+    # Signed as each was handed out: the same URLs, and each carries a signature.
+    delivered = events["media.ready"][0]["data"]["outputs"]
+    assert unsigned(delivered) == unsigned(outputs)
+    assert "?exp=" in delivered["hls"] and "&sig=" in delivered["hls"]
+
+
+def unsigned(value: Any) -> Any:
+    """Media URLs without their signed query (two readers may fall in two expiry windows)."""
+    if isinstance(value, str):
+        return value.split("?exp=", 1)[0]
+    if isinstance(value, dict):
+        return {k: unsigned(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unsigned(v) for v in value]
+    return value
 
 
 def test_audio_only_file_gets_aac_and_audio_hls(

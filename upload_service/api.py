@@ -14,7 +14,9 @@ from starlette.responses import JSONResponse, Response
 from .auth import bearer, decode_token, is_api_key
 from .blocking import run_blocking
 from .errors import BadRequest, NotFound, Unauthorized
+from .ids import is_safe_id
 from .metrics import exposition
+from .playback import PlaybackURLs
 from .status import etag_of
 
 if TYPE_CHECKING:
@@ -26,6 +28,8 @@ MAX_BATCH = 100
 class StatusAPI:
     def __init__(self, services: Services) -> None:
         self.services = services
+        # Media URLs are signed as they leave, never stored signed (see playback).
+        self.playback = PlaybackURLs.from_settings(services.settings)
 
     def _caller(self, request: Request) -> str | None:
         """None for the backend (API key), else the token's `sub`."""
@@ -48,10 +52,12 @@ class StatusAPI:
     async def one(self, request: Request) -> Response:
         caller = self._caller(request)
         upload_id = request.path_params["upload_id"]
+        if not is_safe_id(upload_id):
+            raise NotFound("no such upload")
         body = await self.services.reader.get_raw(upload_id)
         if body is None or (caller is not None and json.loads(body)["owner"] != caller):
             raise NotFound(f"upload {upload_id} not found")
-        return self._cached(request, body)
+        return self._cached(request, self.playback.body(body))
 
     async def many(self, request: Request) -> Response:
         caller = self._caller(request)
@@ -60,10 +66,13 @@ class StatusAPI:
             raise BadRequest("ids=<id>,<id>,... is required")
         if len(ids) > MAX_BATCH:
             raise BadRequest(f"at most {MAX_BATCH} ids at once")
+        if not all(is_safe_id(i) for i in ids):
+            raise BadRequest("ids are letters, digits, '-' and '_' (1 to 128 of them)")
         bodies = await self.services.reader.get_many_raw(list(dict.fromkeys(ids)))
         if caller is not None:
             bodies = [b for b in bodies if json.loads(b)["owner"] == caller]
-        return self._cached(request, b'{"uploads":[' + b",".join(bodies) + b"]}")
+        signed = [self.playback.body(b) for b in bodies]
+        return self._cached(request, b'{"uploads":[' + b",".join(signed) + b"]}")
 
 
 async def healthz(request: Request) -> Response:

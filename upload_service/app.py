@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import mimetypes
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,8 +21,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
+from starlette.routing import Route
 
 from . import api, logs, page, webhooks_api
 from .auth import TokenClaims, bearer, decode_token
@@ -33,6 +31,10 @@ from .jobs import DramatiqJobQueue, JobQueue
 from .lifecycle import ServiceHooks
 from .locks import Locker, RedisLocker
 from .logs import log_event, request_id
+from .media import MediaEndpoint, MediaSource
+from .media_files import LocalMedia
+from .media_host import MediaHostSplit, media_host
+from .media_signing import media_signer
 from .middleware import MethodOverride, RequestContext
 from .redis_wire import RedisWire
 from .settings import Settings
@@ -46,15 +48,6 @@ from .tus.headers import TUS_HEADERS, TUS_VERSION
 
 log = logging.getLogger("upload_service.app")
 
-for _ext, _type in {
-    ".m3u8": "application/vnd.apple.mpegurl",
-    ".ts": "video/mp2t",
-    ".m4s": "video/iso.segment",
-    ".vtt": "text/vtt",
-    ".srt": "application/x-subrip",
-}.items():
-    mimetypes.add_type(_type, _ext)
-
 
 @dataclass
 class Services:
@@ -66,6 +59,7 @@ class Services:
     jobs: JobQueue
     redis: AsyncRedis
     wire: RedisWire  # the lean connection for what every upload or poll does
+    media: MediaSource  # where /media reads published files
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> Services:
@@ -97,6 +91,7 @@ class Services:
             "jobs": DramatiqJobQueue.from_url(settings.redis_url),
             "redis": redis,
             "wire": wire,
+            "media": LocalMedia(settings.media_dir),
         }
         parts.update(overrides)
         return cls(**parts)
@@ -176,11 +171,23 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         Route("/readyz", api.readyz, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),
         *page.routes,  # GET /upload: the browser upload page
-        Mount("/media", StaticFiles(directory=settings.media_dir, check_dir=False), name="media"),
+        Route(
+            "/media/{upload_id}/{name:path}",
+            MediaEndpoint(services.media, media_signer(settings)).endpoint,
+            methods=["GET", "HEAD"],
+        ),
     ]
     exposed = [*TUS_HEADERS, *DRAFT_HEADERS, "Location", "ETag", "X-Request-ID"]
+    # Media on a host of their own (MEDIA_PUBLIC_URL): only /media there, the rest elsewhere.
+    split_host = media_host(settings)
+    host_split = (
+        [Middleware(MediaHostSplit, host=split_host, behind_proxy=settings.behind_proxy)]
+        if split_host
+        else []
+    )
     middleware = [
         Middleware(RequestContext),
+        *host_split,
         Middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),

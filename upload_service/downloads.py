@@ -1,12 +1,20 @@
-"""GET /files/{id}: a finished upload's bytes, for its owner or the backend, with Range."""
+"""GET /files/{id}: a finished upload's bytes, for its owner or the backend, with Range.
+
+This is the only way out for an original (`outputs.original`): the bytes are
+whatever was uploaded, so they always leave as an attachment of opaque bytes,
+sandboxed should a browser render them anyway, never as a page of this origin.
+"""
 
 from __future__ import annotations
+
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from .auth import bearer, decode_token, is_api_key
 from .errors import NotFound
+from .ids import is_safe_id
 from .store.base import UploadGone, UploadInfo, UploadNotFound, UploadStore
 
 
@@ -23,6 +31,8 @@ class Downloads:
         owner = (
             None if is_api_key(token, self.api_key) else decode_token(token, self.token_secret).sub
         )
+        if not is_safe_id(upload_id):
+            raise NotFound("no such upload")
         try:
             info = await self.store.get(upload_id)
         except (UploadNotFound, UploadGone):
@@ -41,7 +51,10 @@ class Downloads:
         headers = {
             "Accept-Ranges": "bytes",
             "Content-Type": "application/octet-stream",
+            "Content-Disposition": attachment(info.metadata.get("filename"), info.id),
             "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "sandbox",
+            "Cross-Origin-Resource-Policy": "same-origin",
         }
         range_header = request.headers.get("range")
         if range_header:
@@ -52,15 +65,20 @@ class Downloads:
             status = 206
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
         headers["Content-Length"] = str(end - start)
-        filename = info.metadata.get("filename")
-        if filename:
-            safe = "".join(c for c in filename if c.isprintable() and c not in '"\\')
-            headers["Content-Disposition"] = f'attachment; filename="{safe}"'
         if request.method == "HEAD":
             return Response(status_code=status, headers=headers)
         return StreamingResponse(
             self.store.open_range(info.id, start, end), status_code=status, headers=headers
         )
+
+
+def attachment(filename: str | None, upload_id: str) -> str:
+    """`attachment` with the uploader's file name made safe: its last path part, in
+    plain ASCII for `filename=` and percent-encoded UTF-8 for `filename*=`."""
+    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1].strip(" .")
+    name = "".join(c for c in name if c.isprintable())[:200] or f"upload-{upload_id}"
+    ascii_name = "".join(c if c.isascii() and (c.isalnum() or c in "._- ") else "_" for c in name)
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 def parse_range(value: str, size: int) -> tuple[int, int] | None:

@@ -39,6 +39,19 @@ UnsupportedChecksum = _error(
 InvalidChecksum = _error("InvalidChecksum", 400, "invalid_checksum", "Upload-Checksum is malformed")
 Unauthorized = _error("Unauthorized", 401, "unauthorized", "a valid upload token is required")
 Forbidden = _error("Forbidden", 403, "forbidden", "not allowed")
+# Signed media URLs (media_signing): a missing or wrong signature, or a past expiry.
+BadSignature = _error(
+    "BadSignature",
+    403,
+    "bad_signature",
+    "this media URL is not signed, or not signed for this upload",
+)
+UrlExpired = _error(
+    "UrlExpired",
+    403,
+    "url_expired",
+    "this media URL has expired: read the upload's status again for fresh URLs",
+)
 NotFound = _error("NotFound", 404, "not_found", "upload not found")
 MethodNotAllowed = _error("MethodNotAllowed", 405, "method_not_allowed", "method not allowed")
 MismatchedOffset = _error(

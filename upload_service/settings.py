@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 GIB = 1024**3
+MEDIA_ACCESS_MODES = ("signed", "public")
 
 
 def _read_dotenv(path: Path) -> dict[str, str]:
@@ -30,14 +31,24 @@ def _read_dotenv(path: Path) -> dict[str, str]:
     return values
 
 
-def _int(env: dict[str, str], name: str, default: int) -> int:
+def _int(env: dict[str, str], name: str, default: int, minimum: int | None = None) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise SystemExit(f"setting {name} must be an integer, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise SystemExit(f"setting {name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _choice(env: dict[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    value = (env.get(name) or default).strip().lower()
+    if value not in choices:
+        raise SystemExit(f"setting {name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
 
 
 def _float(env: dict[str, str], name: str, default: float) -> float:
@@ -110,8 +121,17 @@ class Settings:
     webhook_timeout: float = 15.0
     # Behind a reverse proxy, X-Forwarded-Proto/-Host decide the Location URLs.
     behind_proxy: bool = False
-    # Public base URL of published files; empty means "this server's /media/".
+    # The service's public origin (UPLOAD_PUBLIC_URL), put in front of the URLs it hands
+    # out (`/files/{id}`); empty: URLs relative to this server.
     public_url: str | None = None
+    # Where this server's `/media` is reached from outside; None: `{public_url}/media`.
+    media_public_url: str | None = None
+    # "signed": media URLs carry an expiring HMAC (`?exp=&sig=`); "public": plain URLs.
+    media_access: str = "signed"
+    # The HMAC key of media URLs; None: derived from token_secret (see media_signing).
+    media_signing_key: str | None = None
+    # Seconds a signed media URL stays valid at least (its expiry is rounded up).
+    media_url_ttl: int = 6 * 3600
     cors_origins: tuple[str, ...] = ("*",)
     lock_ttl: int = 8
     # A PATCH body that sends nothing for this long is cut off (its bytes are
@@ -189,6 +209,17 @@ class Settings:
         return self.server_workers or usable_cpus()
 
     @property
+    def media_base(self) -> str:
+        """The URL published media are reached at: `{media_base}/{id}/{name}`."""
+        if self.media_public_url:
+            return self.media_public_url.rstrip("/")
+        return (self.public_url or "").rstrip("/") + "/media"
+
+    def download_url(self, upload_id: str) -> str:
+        """`GET /files/{id}`: the original, for its owner or the backend only."""
+        return f"{(self.public_url or '').rstrip('/')}/files/{upload_id}"
+
+    @property
     def b2_enabled(self) -> bool:
         return bool(self.b2_key_id and self.b2_key and self.b2_bucket)
 
@@ -216,6 +247,10 @@ class Settings:
             webhook_timeout=float(env.get("WEBHOOK_TIMEOUT") or cls.webhook_timeout),
             behind_proxy=_bool(env, "UPLOAD_BEHIND_PROXY", False),
             public_url=env.get("UPLOAD_PUBLIC_URL") or None,
+            media_public_url=env.get("MEDIA_PUBLIC_URL") or None,
+            media_access=_choice(env, "MEDIA_ACCESS", MEDIA_ACCESS_MODES, cls.media_access),
+            media_signing_key=env.get("MEDIA_SIGNING_KEY") or None,
+            media_url_ttl=_int(env, "MEDIA_URL_TTL", cls.media_url_ttl, minimum=60),
             cors_origins=tuple(
                 o.strip() for o in (env.get("UPLOAD_CORS_ORIGINS") or "*").split(",") if o.strip()
             ),

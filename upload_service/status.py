@@ -18,6 +18,7 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
 from .blocking import run_read
+from .ids import safe_child
 from .redis_wire import RedisWire
 from .status_cache import CHANNEL, NearCache
 from .store.base import UploadInfo
@@ -82,7 +83,7 @@ class StatusStore:
         self.redis = redis
 
     def _path(self, upload_id: str) -> Path:
-        return self.directory / f"{upload_id}.json"
+        return safe_child(self.directory, upload_id, ".json")
 
     def get(self, upload_id: str) -> Record | None:
         if self.redis is not None:
@@ -210,10 +211,10 @@ class StatusReader:
         return found
 
     async def _from_disk(self, upload_id: str) -> bytes | None:
-        path = self.directory / f"{upload_id}.json"
         try:
+            path = safe_child(self.directory, upload_id, ".json")
             record = json.loads(await run_read(path.read_bytes))
-        except (FileNotFoundError, OSError, ValueError):
+        except (OSError, ValueError):  # UnsafeId is a ValueError: no such record
             return None
         body = encode(record)
         await self.redis.set(CACHE_PREFIX + upload_id, body, ex=CACHE_TTL)

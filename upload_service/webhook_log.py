@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .store.base import is_safe_id
+from .ids import UnsafeId, safe_child
 
 Event = dict[str, Any]
 Attempt = dict[str, Any]
@@ -37,9 +37,10 @@ class WebhookLog:
         self.directory = Path(directory)
 
     def path(self, upload_id: str) -> Path:
-        if not is_safe_id(upload_id):
-            raise KeyError(upload_id)
-        return self.directory / f"{upload_id}.jsonl"
+        try:
+            return safe_child(self.directory, upload_id, ".jsonl")
+        except UnsafeId:
+            raise KeyError(upload_id) from None
 
     def _append(self, upload_id: str, line: dict[str, Any]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from .auth import bearer, is_api_key
 from .blocking import run_blocking
 from .errors import NotFound, ServiceError, Unauthorized
+from .ids import is_safe_id
 from .webhook_log import WebhookLog
 
 if TYPE_CHECKING:
@@ -39,6 +40,8 @@ class WebhooksAPI:
             raise Unauthorized("send Authorization: Bearer <API key>")
 
     async def _require_upload(self, upload_id: str) -> None:
+        if not is_safe_id(upload_id):
+            raise NotFound("no such upload")
         known = await self.services.reader.get_raw(upload_id) is not None
         if not known and not await run_blocking(self.log.exists, upload_id):
             raise NotFound(f"upload {upload_id} not found")
@@ -56,6 +59,8 @@ class WebhooksAPI:
         self._require_api_key(request)
         upload_id = request.path_params["upload_id"]
         event_id = request.path_params["event_id"]
+        if not is_safe_id(upload_id):
+            raise NotFound("no such upload")
         if not self.services.settings.webhook_url:
             raise WebhooksDisabled()
         history = await run_blocking(self.log.history, upload_id)

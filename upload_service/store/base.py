@@ -7,19 +7,13 @@ implements, so all tus extensions are always advertised.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-# Upload ids are opaque and URL-safe; anything else names no upload (and can
-# never reach a path or an object key).
-_SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-
-
-def is_safe_id(upload_id: str) -> bool:
-    return bool(_SAFE_ID.match(upload_id))
+# The id rule lives in upload_service.ids; imported here too, where it always was.
+from ..ids import is_safe_id as is_safe_id
 
 
 class UploadNotFound(LookupError):

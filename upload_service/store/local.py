@@ -26,6 +26,7 @@ import anyio
 import anyio.to_thread
 
 from ..blocking import run_blocking, run_read
+from ..ids import UnsafeId, safe_child
 from .base import (
     ChecksumMismatch,
     Digest,
@@ -33,7 +34,6 @@ from .base import (
     UploadGone,
     UploadInfo,
     UploadNotFound,
-    is_safe_id,
 )
 
 # Chunks from the socket are gathered up to this size, then written with one
@@ -71,9 +71,10 @@ class LocalStore:
 
     # -- paths -------------------------------------------------------------
     def _data(self, upload_id: str) -> Path:
-        if not is_safe_id(upload_id):
-            raise UploadNotFound(upload_id)
-        return self.directory / upload_id
+        try:
+            return safe_child(self.directory, upload_id)
+        except UnsafeId:
+            raise UploadNotFound(upload_id) from None
 
     def _info(self, upload_id: str) -> Path:
         return self._data(upload_id).with_name(f"{upload_id}.info")
