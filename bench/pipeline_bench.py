@@ -29,10 +29,17 @@ from pathlib import Path
 from redis import Redis
 
 from processors.ffmpeg_run import BASE_ARGS
+from processors.media_tools import MediaTools
 from processors.pipeline import PipelineContext, process_upload
 from processors.probe import DECODE_SECONDS, describe, ffprobe
 from processors.publish import make_publisher
-from processors.transcode import choose_ladder, mp4_args, poster_args, video_hls_args
+from processors.transcode import (
+    choose_ladder,
+    mp4_args,
+    poster_args,
+    poster_seconds,
+    video_hls_args,
+)
 from upload_service.jobs import DramatiqJobQueue, MemoryJobQueue
 from upload_service.settings import Settings
 from upload_service.status import StatusStore, new_record
@@ -53,21 +60,24 @@ def make_clip(path: Path, seconds: float, size: str) -> Path:
 
 
 def bare_commands(source: Path, out_dir: Path) -> list[list[str]]:
-    """Exactly the commands the pipeline runs for a video, minus the progress pipe."""
-    data = ffprobe(source)
+    """Exactly the commands the pipeline runs for a video, minus the progress pipe
+    and the sandbox (bubblewrap and rlimits): what containment costs shows."""
+    tools = MediaTools(source.resolve(), out_dir.resolve())
+    data = ffprobe(tools)
     assert data is not None
     info = describe(data)
     assert info is not None and info.width and info.height
     decode = ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error"]
     tail = ["-t", str(DECODE_SECONDS), "-f", "null", "-"]
     ladder = choose_ladder(info.width, info.height, info.has_audio)
+    fps = tools.limits.max_fps
     return [
-        ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", str(source)],
-        [*decode, "-i", str(source), *tail],
-        [*decode, "-sseof", f"-{DECODE_SECONDS}", "-i", str(source), *tail],
-        [*BASE_ARGS, *video_hls_args(source, out_dir, info, ladder)],
+        ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", *tools.input()],
+        [*decode, *tools.input(), *tail],
+        [*decode, "-sseof", f"-{DECODE_SECONDS}", *tools.input(), *tail],
+        [*BASE_ARGS, *video_hls_args(tools, out_dir, info, ladder, fps)],
         [*BASE_ARGS, *mp4_args(out_dir)],
-        [*BASE_ARGS, *poster_args(source, out_dir, info, ladder[0])],
+        [*BASE_ARGS, *poster_args(tools, out_dir, info, ladder[0], poster_seconds(info))],
     ]
 
 

@@ -72,6 +72,7 @@ from processors.pipeline import PipelineContext, process_upload
 from processors.probe import probe
 from processors.publish import make_publisher
 from upload_service.jobs import MemoryJobQueue
+from upload_service.media_signing import media_signer
 from upload_service.settings import Settings
 from upload_service.status import Record, StatusStore
 
@@ -429,6 +430,13 @@ async def test_pipeline_refuses_disguised_pictures(
 
 # -- polyglots: valid media that is also a document ----------------------------------------
 
+
+def signed_query(settings: Settings, upload_id: str) -> str:
+    """What a reader of the status API gets appended to the upload's media URLs."""
+    signer = media_signer(settings)
+    assert signer is not None  # MEDIA_ACCESS=signed is the default
+    return signer.query(upload_id)
+
 # Types a browser runs as a document (script included) when it is served from our origin.
 ACTIVE_TYPES = {
     "text/html",
@@ -466,10 +474,19 @@ async def test_polyglot_is_never_served_as_a_document(
         assert not (quiet_settings.media_dir / upload_id).exists()
         return
     served = {}
+    query = signed_query(quiet_settings, upload_id)
     for file_name in published(quiet_settings, upload_id):
-        response = await client.get(f"/media/{upload_id}/{file_name}")
+        response = await client.get(f"/media/{upload_id}/{file_name}?{query}")
         assert response.status_code == 200, file_name
         served[file_name] = response.headers.get("content-type", "").split(";")[0].strip()
+    # The original itself, downloaded by its owner: a file to save, never a page.
+    original = await client.get(
+        f"/files/{upload_id}", headers={"Authorization": f"Bearer {make_token()}"}
+    )
+    assert original.status_code == 200
+    assert original.headers["content-disposition"].startswith("attachment")
+    assert original.headers["content-security-policy"].startswith("sandbox")
+    served["(original)"] = original.headers["content-type"].split(";")[0].strip()
     active = {n: t for n, t in served.items() if t in ACTIVE_TYPES}
     assert not active, f"published as a document a browser runs: {active}"
 
@@ -487,8 +504,10 @@ async def test_published_media_is_served_nosniff(
     record = process_upload(upload_id, make_ctx(quiet_settings))
     assert record is not None and record["state"] == "ready"
     missing = []
+    query = signed_query(quiet_settings, upload_id)
     for name in published(quiet_settings, upload_id):
-        response = await client.get(f"/media/{upload_id}/{name}")
+        response = await client.get(f"/media/{upload_id}/{name}?{query}")
+        assert response.status_code == 200, name
         if response.headers.get("x-content-type-options", "").lower() != "nosniff":
             missing.append(name)
     assert not missing, f"served without X-Content-Type-Options: nosniff: {missing}"
