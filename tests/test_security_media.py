@@ -437,6 +437,7 @@ def signed_query(settings: Settings, upload_id: str) -> str:
     assert signer is not None  # MEDIA_ACCESS=signed is the default
     return signer.query(upload_id)
 
+
 # Types a browser runs as a document (script included) when it is served from our origin.
 ACTIVE_TYPES = {
     "text/html",
