@@ -252,6 +252,24 @@ class B2Publisher:
         )
         return {p.name: self.url(upload_id, p.name) for p in planned}
 
+    def unpublish(self, upload_id: str) -> None:
+        """Delete every file version under the upload's folder and cancel its
+        unfinished large files (a publish that died midway leaves those)."""
+        folder = self.folder(upload_id)
+        self._cancel_unfinished(folder, keep=set())
+
+        def listing() -> list[FileVersion]:
+            # Every version, hidden ones and their hide markers included.
+            return [
+                v
+                for v, _ in self.bucket.ls(folder, latest_only=False, recursive=True)
+                if v.action != "start"
+            ]
+
+        versions = retrying(listing, self.attempts, self.backoff, self.sleep, "list")
+        self._delete_versions(versions)
+        log_event(log, "b2.unpublished", upload_id=upload_id, versions=len(versions))
+
     def _plan(self, upload_id: str, path: Path, name: str) -> _Planned:
         path = Path(path)
         return _Planned(

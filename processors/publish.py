@@ -7,6 +7,7 @@ embedded default; B2 is chosen when its settings are present (`make_publisher`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Callable
@@ -26,6 +27,13 @@ class Publisher(Protocol):
         self, upload_id: str, items: list[PublishItem], on_progress: ProgressCallback
     ) -> dict[str, str]:
         """Make every item public (idempotent: safe to run again); name -> URL."""
+        ...
+
+    def unpublish(self, upload_id: str) -> None:
+        """Remove everything published for the upload, however far a publish got.
+
+        Idempotent: an upload never published, or already unpublished, is fine.
+        """
         ...
 
 
@@ -68,6 +76,19 @@ class LocalPublisher:
         staging.rename(final)
         shutil.rmtree(old, ignore_errors=True)
         return {name: self.url(upload_id, name) for _, name in items}
+
+    def unpublish(self, upload_id: str) -> None:
+        # The staging and old trees too: a publish killed midway leaves them.
+        for tree in self._dirs(upload_id):
+            _remove_tree(tree)
+
+
+def _remove_tree(path: Path) -> None:
+    if path.is_symlink():  # never followed: only the link itself is ours
+        path.unlink(missing_ok=True)
+        return
+    with contextlib.suppress(FileNotFoundError):  # already gone: nothing to undo
+        shutil.rmtree(path)
 
 
 def make_publisher(settings: Settings) -> Publisher:
