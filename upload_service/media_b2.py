@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import posixpath
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -73,6 +74,7 @@ class B2Media:
         self.backoff = backoff
         self.clock = clock
         self._bucket: Bucket | None = None
+        self._lock = threading.Lock()
         self._base = ""
         self._tokens: OrderedDict[tuple[str, int], str] = OrderedDict()
         self._playlists: OrderedDict[str, tuple[float, bytes | None]] = OrderedDict()
@@ -147,12 +149,13 @@ class B2Media:
         return token
 
     def _connect(self) -> Bucket:
-        if self._bucket is None:
-            api = self._retry(self.api_factory)
-            bucket = self._retry(lambda: api.get_bucket_by_name(self.bucket_name))
-            self._base = download_base(api, self.bucket_name, self.public_url)
-            self._bucket = bucket
-        return self._bucket
+        with self._lock:  # the first requests of a process arrive together
+            if self._bucket is None:
+                api = self._retry(self.api_factory)
+                bucket = self._retry(lambda: api.get_bucket_by_name(self.bucket_name))
+                self._base = download_base(api, self.bucket_name, self.public_url)
+                self._bucket = bucket
+            return self._bucket
 
     def _authorize(self, folder: str) -> str:
         bucket = self._connect()
