@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -25,6 +25,7 @@ from redis import Redis
 from webhook_helpers import SECRET, Receiver
 
 from processors.publish import LocalPublisher
+from upload_service import media_signing
 from upload_service.events import build_event
 from upload_service.media_signing import (
     KEY_LABEL,
@@ -197,7 +198,11 @@ async def test_status_hands_out_signed_urls_and_stores_plain_ones(
     upload_id: str,
     make_token: Callable[..., str],
     redis_client: Redis,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # One expiry window for the whole test, even one run across the hour.
+    now = time.time()
+    monkeypatch.setattr(media_signing, "time", SimpleNamespace(time=lambda: now))
     first = await client.get(f"/v1/uploads/{upload_id}", headers=bearer(API_KEY))
     outputs = first.json()["outputs"]
     query = urlsplit(outputs["hls"]).query
