@@ -15,6 +15,12 @@ into parts of at least `part_size` and uploads them on its thread pool); the
 rest are single uploads. b2sdk checks every SHA-1 we hand it. Transient errors
 that survive b2sdk's own retries are retried here with exponential backoff.
 Local copies are removed only after B2 confirmed every file.
+
+The URLs a publish returns: with MEDIA_ACCESS=public the bucket's own (or
+B2_PUBLIC_URL's); with MEDIA_ACCESS=signed the server's `/media` ones, and
+the bucket should be private: the server checks each request's signature,
+then sends the player on to B2 with a download authorization
+(`upload_service.media_b2`).
 """
 
 from __future__ import annotations
@@ -32,8 +38,7 @@ from urllib.parse import quote
 
 from b2sdk.v2 import AbstractProgressListener, B2Api, Bucket, FileVersion
 
-from upload_service.b2client import authorized_api, retrying
-from upload_service.ids import UnsafeId, is_safe_id
+from upload_service.b2client import authorized_api, download_base, media_folder, retrying
 from upload_service.logs import log_event
 from upload_service.media_types import media_type_for
 from upload_service.settings import Settings
@@ -128,6 +133,7 @@ class B2Publisher:
         bucket_name: str,
         prefix: str = "",
         public_url: str | None = None,
+        served_at: str | None = None,
         part_size: int = 100 * MB,
         threads: int = 4,
         attempts: int = 5,
@@ -139,6 +145,9 @@ class B2Publisher:
         self.bucket_name = bucket_name
         self.prefix = prefix.strip("/")
         self.public_url = public_url.rstrip("/") if public_url else None
+        # MEDIA_ACCESS=signed: the bucket is private and outputs are URLs of the
+        # server's /media (MEDIA_PUBLIC_URL), which signs and redirects to B2.
+        self.served_at = served_at.rstrip("/") if served_at is not None else None
         self.part_size = part_size
         self.threads = max(1, threads)
         self.attempts = max(1, attempts)
@@ -157,6 +166,7 @@ class B2Publisher:
             bucket_name=settings.b2_bucket,
             prefix=settings.b2_prefix,
             public_url=settings.b2_public_url,
+            served_at=settings.media_base if settings.media_access == "signed" else None,
             part_size=settings.b2_part_size,
             threads=settings.b2_upload_threads,
             keep_local=settings.keep_local,
@@ -188,21 +198,21 @@ class B2Publisher:
                     "bucket",
                 )
                 self._api = api
+                if self.served_at is not None and self._bucket.type_ == "allPublic":
+                    # Signed URLs guard nothing if the bucket answers anyone.
+                    log_event(log, "b2.bucket_public", logging.WARNING, bucket=self.bucket_name)
 
     def folder(self, upload_id: str) -> str:
-        if not is_safe_id(upload_id):  # a folder is deleted whole by unpublish
-            raise UnsafeId(f"not an upload id: {upload_id!r}")
-        return f"{self.prefix}/{upload_id}/" if self.prefix else f"{upload_id}/"
+        return media_folder(self.prefix, upload_id)
 
     def key(self, upload_id: str, name: str) -> str:
         return self.folder(upload_id) + name.lstrip("/")
 
-    def url(self, key: str) -> str:
-        base = self.public_url
-        if base is None:
-            download = self.api.account_info.get_download_url().rstrip("/")
-            base = f"{download}/file/{quote(self.bucket_name)}"
-        return f"{base}/{quote(key)}"
+    def url(self, upload_id: str, name: str) -> str:
+        if self.served_at is not None:  # signed playback: through the server's /media
+            return f"{self.served_at}/{upload_id}/{name}"
+        base = download_base(self.api, self.bucket_name, self.public_url)
+        return f"{base}/{quote(self.key(upload_id, name))}"
 
     # -- publishing -------------------------------------------------------
 
@@ -240,15 +250,25 @@ class B2Publisher:
             bytes=sum(p.size for p in todo),
             seconds=round(time.monotonic() - started, 3),
         )
-        return {p.name: self.url(p.key) for p in planned}
+        return {p.name: self.url(upload_id, p.name) for p in planned}
 
     def unpublish(self, upload_id: str) -> None:
-        """Every version of every file under the upload's folder, and its unfinished parts."""
+        """Delete every file version under the upload's folder and cancel its
+        unfinished large files (a publish that died midway leaves those)."""
         folder = self.folder(upload_id)
         self._cancel_unfinished(folder, keep=set())
-        for versions in self._versions(folder).values():
-            self._delete_versions(versions)
-        log_event(log, "b2.unpublished", upload_id=upload_id)
+
+        def listing() -> list[FileVersion]:
+            # Every version, hidden ones and their hide markers included.
+            return [
+                v
+                for v, _ in self.bucket.ls(folder, latest_only=False, recursive=True)
+                if v.action != "start"
+            ]
+
+        versions = retrying(listing, self.attempts, self.backoff, self.sleep, "list")
+        self._delete_versions(versions)
+        log_event(log, "b2.unpublished", upload_id=upload_id, versions=len(versions))
 
     def _plan(self, upload_id: str, path: Path, name: str) -> _Planned:
         path = Path(path)

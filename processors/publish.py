@@ -7,6 +7,7 @@ embedded default; B2 is chosen when its settings are present (`make_publisher`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Callable
@@ -29,7 +30,10 @@ class Publisher(Protocol):
         ...
 
     def unpublish(self, upload_id: str) -> None:
-        """Remove everything published for the upload (idempotent)."""
+        """Remove everything published for the upload, however far a publish got.
+
+        Idempotent: an upload never published, or already unpublished, is fine.
+        """
         ...
 
 
@@ -74,8 +78,17 @@ class LocalPublisher:
         return {name: self.url(upload_id, name) for _, name in items}
 
     def unpublish(self, upload_id: str) -> None:
-        for name in (upload_id, f".{upload_id}.staging", f".{upload_id}.old"):
-            shutil.rmtree(self.media_dir / name, ignore_errors=True)
+        # The staging and old trees too: a publish killed midway leaves them.
+        for tree in self._dirs(upload_id):
+            _remove_tree(tree)
+
+
+def _remove_tree(path: Path) -> None:
+    if path.is_symlink():  # never followed: only the link itself is ours
+        path.unlink(missing_ok=True)
+        return
+    with contextlib.suppress(FileNotFoundError):  # already gone: nothing to undo
+        shutil.rmtree(path)
 
 
 def make_publisher(settings: Settings) -> Publisher:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 
@@ -75,10 +76,12 @@ def stored_ids(settings: Settings) -> list[str]:
 
 @asynccontextmanager
 async def app_client(
-    settings: Settings, jobs: MemoryJobQueue | None = None
+    settings: Settings, jobs: MemoryJobQueue | None = None, **overrides: Any
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """The ASGI app with real stores and Redis, and a recording job queue."""
-    services = Services.from_settings(settings, jobs=jobs or MemoryJobQueue())
+    """The ASGI app with real stores and Redis, and a recording job queue.
+
+    `overrides` replace parts of Services (a store, a media source) by name."""
+    services = Services.from_settings(settings, jobs=jobs or MemoryJobQueue(), **overrides)
     app = create_app(settings, services)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:

@@ -268,10 +268,23 @@ def test_make_publisher_picks_b2_when_configured(
     base = Settings(data_dir=tmp_path / "data")
     assert isinstance(make_publisher(base), LocalPublisher)
     settings = base.with_changes(
-        b2_key_id="id", b2_key="key", b2_bucket="media-bucket", b2_prefix="p", b2_part_size=PART
+        b2_key_id="id",
+        b2_key="key",
+        b2_bucket="media-bucket",
+        b2_prefix="p",
+        b2_part_size=PART,
+        media_access="public",
+        keep_local=True,
     )
     publisher = make_publisher(settings)
     assert isinstance(publisher, B2Publisher)
     urls = publisher.publish(UPLOAD_ID, files.items[1:], lambda p: None)
     assert urls["poster.jpg"].endswith(f"/file/media-bucket/p/{UPLOAD_ID}/poster.jpg")
+    assert len(fake.versions("p/")) == len(files.items) - 1
+    # Signed playback: the same objects, reached through the server's /media.
+    signed = settings.with_changes(
+        media_access="signed", public_url="https://up.example.com", token_secret="s"
+    )
+    urls = make_publisher(signed).publish(UPLOAD_ID, files.items[1:], lambda p: None)
+    assert urls["poster.jpg"] == f"https://up.example.com/media/{UPLOAD_ID}/poster.jpg"
     assert len(fake.versions("p/")) == len(files.items) - 1

@@ -78,6 +78,7 @@ def test_pipeline_publishes_every_output_to_b2(
         b2_bucket=fake.bucket.name,
         b2_prefix="media",
         b2_public_url="https://cdn.example.com",
+        media_access="public",  # URLs straight to the bucket (signed: test_b2_media.py)
         b2_part_size=5 * 1024 * 1024,
     )
     source = make_video(tmp_path / "clip.mp4", seconds=4, size="320x180")

@@ -61,6 +61,7 @@ def b2_settings(settings: Settings, fake_b2: FakeB2) -> Settings:
         b2_bucket=fake_b2.bucket.name,
         b2_prefix="media",
         b2_public_url="https://cdn.example.com",
+        media_access="public",  # URLs straight to the bucket (signed: test_b2_media.py)
         b2_part_size=PART,
     )
 

@@ -12,18 +12,20 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 import pytest
 from conftest import API_KEY, TOKEN_SECRET
+from hls_helpers import FILES, MASTER
 from protocol_helpers import app_client
 from redis import Redis
 from webhook_helpers import SECRET, Receiver
 
 from processors.publish import LocalPublisher
+from upload_service import media_signing
 from upload_service.events import build_event
 from upload_service.media_signing import (
     KEY_LABEL,
@@ -40,38 +42,6 @@ from upload_service.store.base import UploadInfo
 from upload_service.webhook_log import WebhookLog
 
 HOUR = 3600
-MASTER = (
-    "#EXTM3U\n"
-    "#EXT-X-VERSION:6\n"
-    '#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="subs",NAME="en",LANGUAGE="en",URI="subs_en.m3u8"\n'
-    '#EXT-X-STREAM-INF:BANDWIDTH=800000,RESOLUTION=640x360,SUBTITLES="subs"\n'
-    "v0/index.m3u8\n"
-    '#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=90000,URI="v0/iframes.m3u8"\n'
-)
-VARIANT = (
-    "#EXTM3U\n"
-    "#EXT-X-TARGETDURATION:4\n"
-    '#EXT-X-MAP:URI="init.mp4"\n'
-    "#EXTINF:4.000,\n"
-    "seg_00000.ts\n"
-    "#EXTINF:2.000,\n"
-    "seg_00001.ts\n"
-    "#EXT-X-ENDLIST\n"
-)
-FILES = {
-    "hls/master.m3u8": MASTER.encode(),
-    "hls/v0/index.m3u8": VARIANT.encode(),
-    "hls/v0/iframes.m3u8": b"#EXTM3U\n#EXT-X-BYTERANGE:100@0\nseg_00000.ts\n#EXT-X-ENDLIST\n",
-    "hls/v0/init.mp4": b"init-section",
-    "hls/v0/seg_00000.ts": b"\x47segment-0",
-    "hls/v0/seg_00001.ts": b"\x47segment-1",
-    "hls/subs_en.m3u8": b"#EXTM3U\n#EXTINF:6.000,\nsubs_en.vtt\n#EXT-X-ENDLIST\n",
-    "hls/subs_en.vtt": b"WEBVTT\n\n00:00.000 --> 00:01.000\nhello\n",
-    "poster.jpg": b"\xff\xd8jpeg",
-    "video.mp4": b"mp4-bytes",
-}
-
-
 # -- the signature -------------------------------------------------------------------------
 
 
@@ -228,7 +198,11 @@ async def test_status_hands_out_signed_urls_and_stores_plain_ones(
     upload_id: str,
     make_token: Callable[..., str],
     redis_client: Redis,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # One expiry window for the whole test, even one run across the hour.
+    now = time.time()
+    monkeypatch.setattr(media_signing, "time", SimpleNamespace(time=lambda: now))
     first = await client.get(f"/v1/uploads/{upload_id}", headers=bearer(API_KEY))
     outputs = first.json()["outputs"]
     query = urlsplit(outputs["hls"]).query

@@ -502,11 +502,11 @@ async def test_download_with_range(
         assert response.content == body
         assert response.headers["content-length"] == str(len(body))
         assert response.headers["accept-ranges"] == "bytes"
-        # The quote cannot break out of the header: replaced in the plain name,
-        # percent-encoded in the RFC 6266 one.
         assert response.headers["content-disposition"] == (
             "attachment; filename=\"a_b.mp4\"; filename*=UTF-8''a%22b.mp4"
         )
+        assert response.headers["content-type"] == "application/octet-stream"
+        assert response.headers["content-security-policy"] == "sandbox"
     assert response.headers.get("content-range") == content_range
 
 

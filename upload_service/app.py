@@ -31,8 +31,7 @@ from .jobs import DramatiqJobQueue, JobQueue
 from .lifecycle import ServiceHooks
 from .locks import Locker, RedisLocker
 from .logs import log_event, request_id
-from .media import MediaEndpoint, MediaSource
-from .media_files import LocalMedia
+from .media import MediaEndpoint, MediaSource, make_media_source
 from .media_host import MediaHostSplit, media_host
 from .media_signing import media_signer
 from .middleware import MethodOverride, RequestContext
@@ -91,7 +90,7 @@ class Services:
             "jobs": DramatiqJobQueue.from_url(settings.redis_url),
             "redis": redis,
             "wire": wire,
-            "media": LocalMedia(settings.media_dir),
+            "media": make_media_source(settings),
         }
         parts.update(overrides)
         return cls(**parts)

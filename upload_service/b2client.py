@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Callable
 from typing import TypeVar
+from urllib.parse import quote
 
 from b2sdk.v2 import B2Api, InMemoryAccountInfo
 from b2sdk.v2.exception import (
@@ -25,6 +26,7 @@ from b2sdk.v2.exception import (
     TooManyRequests,
 )
 
+from .ids import UnsafeId, is_safe_id
 from .logs import log_event
 from .settings import Settings
 
@@ -86,6 +88,22 @@ def retrying(
             )
             sleep(delay)
     raise AssertionError("unreachable")
+
+
+def media_folder(prefix: str, upload_id: str) -> str:
+    """Where an upload's published files are in the bucket: `{B2_PREFIX}/{id}/`."""
+    if not is_safe_id(upload_id):  # a folder is listed, authorized and deleted whole
+        raise UnsafeId(f"not an upload id: {upload_id!r}")
+    prefix = prefix.strip("/")
+    return f"{prefix}/{upload_id}/" if prefix else f"{upload_id}/"
+
+
+def download_base(api: B2Api, bucket_name: str, public_url: str | None) -> str:
+    """What a file's key is appended to for its download URL: B2_PUBLIC_URL (a CDN in
+    front of the bucket), else the account's download URL for the bucket."""
+    if public_url:
+        return public_url.rstrip("/")
+    return f"{api.account_info.get_download_url().rstrip('/')}/file/{quote(bucket_name)}"
 
 
 def authorized_api(settings: Settings) -> B2Api:

@@ -25,6 +25,7 @@ Ts = TypeVarTuple("Ts")
 # with one pool, 100 uploads arriving at once put their hooks ahead of every HEAD.
 THREADS = 32
 READ_THREADS = 8
+REMOTE_THREADS = 8
 
 _pools: dict[str, concurrent.futures.ThreadPoolExecutor] = {}
 _lock = threading.Lock()
@@ -46,6 +47,12 @@ async def run_blocking(func: Callable[[*Ts], T], *args: *Ts) -> T:
 async def run_read(func: Callable[[*Ts], T], *args: *Ts) -> T:
     """Like run_blocking, for short reads a request waits on (a HEAD's upload record)."""
     return await _run(_pool("blocking-read", READ_THREADS), func, *args)
+
+
+async def run_remote(func: Callable[[*Ts], T], *args: *Ts) -> T:
+    """Like run_blocking, for calls to another service (B2) that may take seconds: a pool
+    of their own, so that a slow remote never holds the threads uploads write with."""
+    return await _run(_pool("remote", REMOTE_THREADS), func, *args)
 
 
 async def _run(

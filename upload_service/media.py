@@ -27,10 +27,11 @@ from starlette.responses import Response
 
 from .errors import NotFound
 from .ids import is_safe_id
-from .media_files import name_parts
+from .media_files import LocalMedia, name_parts
 from .media_signing import MediaSigner
 from .media_types import PLAYLIST, is_playlist, media_type_for
 from .playlists import rewrite_uris
+from .settings import Settings
 from .status import etag_of
 
 SECURITY_HEADERS = {
@@ -105,6 +106,15 @@ class MediaEndpoint:
             headers["Content-Length"] = str(len(body))
             return Response(status_code=200, headers=headers, media_type=PLAYLIST)
         return Response(body, headers=headers, media_type=PLAYLIST)
+
+
+def make_media_source(settings: Settings) -> MediaSource:
+    """Local files, or in signed mode with a B2 publisher, the private bucket."""
+    if settings.b2_enabled and settings.media_access == "signed":
+        from .media_b2 import B2Media  # b2sdk only where B2 is configured
+
+        return B2Media.from_settings(settings)
+    return LocalMedia(settings.media_dir)
 
 
 def _cache_control(exp: int | None) -> str:

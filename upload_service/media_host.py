@@ -56,8 +56,11 @@ class MediaHostSplit:
         await self.app(scope, receive, send)
 
     def _host_of(self, scope: Scope) -> str:
-        headers = dict(scope["headers"])
-        host = b""
-        if self.behind_proxy:  # the first proxy's view, as for Location URLs
-            host = headers.get(b"x-forwarded-host", b"").split(b",")[0]
-        return _normal((host or headers.get(b"host", b"")).decode("latin-1"))
+        # A scan, not a dict: this runs on every request, uploads' PATCHes included.
+        host = forwarded = b""
+        for name, value in scope["headers"]:
+            if name == b"host":
+                host = value
+            elif name == b"x-forwarded-host" and self.behind_proxy:
+                forwarded = value.split(b",")[0]  # the first proxy's view, as for Location
+        return _normal((forwarded or host).decode("latin-1"))
