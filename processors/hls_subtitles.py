@@ -91,10 +91,12 @@ def _first_segment_pts(hls_dir: Path, master: str) -> int | None:
         return None
     if segment is None or "://" in segment:
         return None
+    # Our own segment, but made from hostile input: read as MPEG-TS and nothing else.
     probe = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_entries", "format=start_time", "-of", "csv=p=0",
-         str(playlist.parent / segment)],
-        capture_output=True, text=True, check=False,
+        ["ffprobe", "-v", "error", "-protocol_whitelist", "file", "-format_whitelist", "mpegts",
+         "-show_entries", "format=start_time", "-of", "csv=p=0",
+         f"file:{playlist.parent / segment}"],
+        capture_output=True, text=True, check=False, timeout=30,
     )  # fmt: skip
     try:
         return round(float(probe.stdout.strip()) * 90_000)

@@ -98,6 +98,9 @@ def _bwrap(tool: str, readable: Iterable[Path], writable: Iterable[Path]) -> lis
     args = [
         "bwrap",
         "--unshare-all",  # network, PID, IPC, UTS, cgroup (and user, where allowed)
+        # The tool itself is the namespace's PID 1 (it starts no processes to reap):
+        # then the kernel accounts its CPU time to the worker, as for any child.
+        "--as-pid-1",
         "--die-with-parent",
         "--new-session",
         "--ro-bind",

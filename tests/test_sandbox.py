@@ -8,6 +8,7 @@ cannot pass because the attempt itself was broken.
 
 from __future__ import annotations
 
+import resource
 import socket
 import subprocess
 import threading
@@ -138,6 +139,16 @@ def test_over_its_memory_limit_a_run_fails_as_too_costly(tmp_path: Path) -> None
             log_path=tmp_path / "ffmpeg.log",
         )
     assert refused.value.code == "processing_limit"
+
+
+def test_a_contained_run_counts_as_the_worker_s_cpu(job: MediaTools) -> None:
+    """The CPU a tool burns in its sandbox shows up as the worker's children's, as the
+    bench and any process accounting (a container's CPU quota, `time`) expect."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    encode = ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=1280x720:duration=2"]
+    assert run(job.command([*encode, "-c:v", "libx264", "-f", "null", "-"], 1)).returncode == 0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert after.ru_utime - before.ru_utime > 0.2
 
 
 def test_cpu_limit_follows_the_media_length() -> None:
