@@ -182,9 +182,16 @@ def mp4_args(out_dir: Path) -> list[str]:
         f"file:{out_dir / 'hls/v0/index.m3u8'}",
         protocol_whitelist="file",
         format_whitelist=",".join(OWN_HLS_DEMUXERS),
+        # A still picture's segments are a keyframe and then near-empty frames: the
+        # default look ends before a frame is decoded, and the video would be dropped
+        # for want of a size. Segments are small; reading further costs little.
+        analyzeduration=60_000_000,
+        probesize=64 * 1024 * 1024,
     )
     return list(
-        playlist.output(str(out_dir / "video.mp4"), c="copy", movflags="+faststart").get_args()
+        playlist.output(
+            str(out_dir / "video.mp4"), c="copy", map="0", movflags="+faststart"
+        ).get_args()
     )
 
 

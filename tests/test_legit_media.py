@@ -192,3 +192,19 @@ async def test_pipeline_publishes(
         segment = base / f"hls/v{i}/seg_00000.ts"
         assert _dims(segment, "mpegts") == (rung["width"], rung["height"])
     assert _dims(base / "poster.jpg", "jpeg_pipe") == (top["width"], top["height"])
+    # No rendition plays faster than MEDIA_MAX_FPS: a 59.94 fps source costs a 30 fps ladder.
+    assert 0 < _fps(base / "video.mp4") <= quiet_settings.media_max_fps
+
+
+def _fps(path: Path) -> float:
+    """The average frame rate of a file's first video stream."""
+    result = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0"]
+        + ["-show_entries", "stream=avg_frame_rate", "-of", "csv=p=0", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    numerator, _, denominator = result.stdout.strip().partition("/")
+    return float(numerator) / float(denominator or 1)
