@@ -40,10 +40,10 @@ from processors.transcode import (
     poster_seconds,
     video_hls_args,
 )
-from upload_service.jobs import DramatiqJobQueue, MemoryJobQueue
-from upload_service.settings import Settings
-from upload_service.status import StatusStore, new_record
-from upload_service.store.base import UploadInfo
+from upload_service.core.jobs import DramatiqJobQueue, MemoryJobQueue
+from upload_service.core.settings import Settings
+from upload_service.core.status import StatusStore, new_record
+from upload_service.core.store.base import UploadInfo
 
 from . import load, procs
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from upload_service.settings import usable_cpus
+from upload_service.core.settings import usable_cpus
 
 
 @dataclass

@@ -47,7 +47,7 @@ def single(bench: Bench) -> None:
     p = bench.params
     size = p.size
     assert bench.source.stat().st_size == size
-    from upload_service.store.local import WRITE_BATCH
+    from upload_service.core.store.local import WRITE_BATCH
 
     runs: dict[str, list[float]] = {}
 

@@ -7,7 +7,7 @@
     sweep_expired(...)                  queue "maintenance"  processors.sweeper
 
 The server never imports this: it sends plain messages by actor name
-(`upload_service.jobs`), so the names and queues here must match ACTOR_QUEUES.
+(`upload_service.core.jobs`), so the names and queues here must match ACTOR_QUEUES.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from redis import Redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from upload_service import logs
-from upload_service.jobs import ACTOR_QUEUES, PIPELINE_QUEUE, DramatiqJobQueue
-from upload_service.logs import log_event
-from upload_service.settings import Settings
-from upload_service.status import StatusStore
-from upload_service.store.factory import make_store
+from upload_service.core import logs
+from upload_service.core.jobs import ACTOR_QUEUES, PIPELINE_QUEUE, DramatiqJobQueue
+from upload_service.core.logs import log_event
+from upload_service.core.settings import Settings
+from upload_service.core.status import StatusStore
+from upload_service.core.store.factory import make_store
 
 from .broker import setup_broker
 

@@ -20,7 +20,7 @@ The URLs a publish returns: with MEDIA_ACCESS=public the bucket's own (or
 B2_PUBLIC_URL's); with MEDIA_ACCESS=signed the server's `/media` ones, and
 the bucket should be private: the server checks each request's signature,
 then sends the player on to B2 with a download authorization
-(`upload_service.media_b2`).
+(`upload_service.http.media_b2`).
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ from urllib.parse import quote
 
 from b2sdk.v2 import AbstractProgressListener, B2Api, Bucket, FileVersion
 
-from upload_service.b2client import authorized_api, download_base, media_folder, retrying
-from upload_service.logs import log_event
-from upload_service.media_types import media_type_for
-from upload_service.settings import Settings
+from upload_service.core.b2client import authorized_api, download_base, media_folder, retrying
+from upload_service.core.logs import log_event
+from upload_service.core.media_types import media_type_for
+from upload_service.core.settings import Settings
 
 log = logging.getLogger("processors.b2")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
-from upload_service.settings import Settings
+from upload_service.core.settings import Settings
 
 
 def setup_broker(settings: Settings | None = None) -> dramatiq.Broker:

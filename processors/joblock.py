@@ -13,7 +13,7 @@ lock gone (see `lock_ttl`). Renewal and release check the holder's random
 token in a Lua script, so a holder whose key lapsed never frees another's.
 
 Synchronous (redis-py), as workers run actors in threads. Not to be confused
-with `upload_service.locks`, the async lock of a tus upload's PATCHes.
+with `upload_service.core.locks`, the async lock of a tus upload's PATCHes.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from types import TracebackType
 from redis import Redis
 from redis.exceptions import RedisError
 
-from upload_service.logs import log_event
+from upload_service.core.logs import log_event
 
 log = logging.getLogger("processors.joblock")
 

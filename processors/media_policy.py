@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from upload_service.settings import Settings
+from upload_service.core.settings import Settings
 
 # Demuxers of real media containers (ffmpeg's names). Deliberately absent:
 # hls, concat, image2 and the *_pipe image readers, tty, bin, gxf, mxf,

@@ -10,7 +10,7 @@ import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from upload_service.settings import Settings
+from upload_service.core.settings import Settings
 
 from .media_policy import MEDIA_DEMUXERS, MediaLimits, input_args
 from .sandbox import Sandbox

@@ -33,13 +33,13 @@ from typing import Any, TypeVar
 import anyio
 from anyio.from_thread import start_blocking_portal
 
-from upload_service.events import emit
-from upload_service.jobs import JobQueue
-from upload_service.logs import log_event
-from upload_service.settings import Settings
-from upload_service.status import Record, StatusStore, UploadEnded
-from upload_service.store.base import UploadGone, UploadInfo, UploadNotFound, UploadStore
-from upload_service.store.factory import make_store
+from upload_service.core.events import emit
+from upload_service.core.jobs import JobQueue
+from upload_service.core.logs import log_event
+from upload_service.core.settings import Settings
+from upload_service.core.status import Record, StatusStore, UploadEnded
+from upload_service.core.store.base import UploadGone, UploadInfo, UploadNotFound, UploadStore
+from upload_service.core.store.factory import make_store
 
 from .failures import MediaError
 from .ffmpeg_run import Throttle

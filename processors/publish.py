@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from upload_service.ids import safe_child
-from upload_service.settings import Settings
+from upload_service.core.ids import safe_child
+from upload_service.core.settings import Settings
 
 # (local file, relative name such as "hls/master.m3u8")
 PublishItem = tuple[Path, str]

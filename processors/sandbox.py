@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from upload_service.settings import Settings
+from upload_service.core.settings import Settings
 
 # The linker's cache and Debian's alternatives (libblas and friends are
 # symlinks through /etc/alternatives): what the tools need of /etc.

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from upload_service.logs import log_event
+from upload_service.core.logs import log_event
 
 log = logging.getLogger(__name__)
 

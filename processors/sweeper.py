@@ -38,16 +38,16 @@ from dramatiq.middleware import Middleware
 from redis import Redis
 
 from processors.broker import setup_broker
-from upload_service.errors import Locked
-from upload_service.events import emit
-from upload_service.jobs import MAINTENANCE_QUEUE, DramatiqJobQueue, JobQueue
-from upload_service.locks import RedisLocker
-from upload_service.logs import log_event
-from upload_service.redis_wire import RedisWire
-from upload_service.settings import Settings
-from upload_service.status import Record, StatusStore
-from upload_service.store import UploadGone, UploadInfo, UploadNotFound, UploadStore
-from upload_service.store.factory import make_store
+from upload_service.core.errors import Locked
+from upload_service.core.events import emit
+from upload_service.core.jobs import MAINTENANCE_QUEUE, DramatiqJobQueue, JobQueue
+from upload_service.core.locks import RedisLocker
+from upload_service.core.logs import log_event
+from upload_service.core.settings import Settings
+from upload_service.core.status import Record, StatusStore
+from upload_service.core.store import UploadGone, UploadInfo, UploadNotFound, UploadStore
+from upload_service.core.store.factory import make_store
+from upload_service.fastpath.redis_wire import RedisWire
 
 log = logging.getLogger("processors.sweeper")
 

@@ -29,7 +29,7 @@ from processors.captions import Cue, build_cues, to_srt, to_vtt
 from processors.hls_subtitles import add_subtitles
 from processors.media_tools import MediaTools
 from processors.speech import SAMPLE_RATE, Segment, SpeechEngine, Word, get_engine
-from upload_service.logs import log_event
+from upload_service.core.logs import log_event
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Webhook delivery: the Dramatiq actor `deliver_webhook` and the plain code it wraps.
 
-The server only enqueues events (`upload_service.events.emit`); this module POSTs
+The server only enqueues events (`upload_service.core.events.emit`); this module POSTs
 them to `WEBHOOK_URL`, signed as Standard Webhooks says, and keeps trying.
 
 Retries are scheduled here, not by Dramatiq's Retries middleware (`max_retries=0`):
@@ -8,7 +8,7 @@ a failed attempt re-enqueues the same event with the next attempt number and a
 delay from `WEBHOOK_RETRY_SCHEDULE`, or from `Retry-After` on a 429/503. The event
 id is the `webhook-id` of every attempt, so receivers can drop duplicates. A 410
 answer stops the retries, and so does the end of the schedule. Every attempt is
-recorded in the webhook log (`upload_service.webhook_log`).
+recorded in the webhook log (`upload_service.core.webhook_log`).
 
 Importing this module declares the actor on the current broker, so import it
 after `processors.broker.setup_broker()` (as `processors.actors` does).
@@ -30,13 +30,13 @@ from typing import Any
 import dramatiq
 import httpx
 
-from upload_service.jobs import WEBHOOK_QUEUE
-from upload_service.logs import log_event
-from upload_service.media_signing import MissingSigningKey
-from upload_service.playback import PlaybackURLs
-from upload_service.settings import Settings
-from upload_service.status import iso
-from upload_service.webhook_log import WebhookLog
+from upload_service.core.jobs import WEBHOOK_QUEUE
+from upload_service.core.logs import log_event
+from upload_service.core.media_signing import MissingSigningKey
+from upload_service.core.playback import PlaybackURLs
+from upload_service.core.settings import Settings
+from upload_service.core.status import iso
+from upload_service.core.webhook_log import WebhookLog
 
 log = logging.getLogger("processors.webhooks")
 

@@ -19,9 +19,9 @@ from __future__ import annotations
 import contextlib
 import logging
 
-from upload_service.events import emit
-from upload_service.logs import log_event
-from upload_service.status import ENDED
+from upload_service.core.events import emit
+from upload_service.core.logs import log_event
+from upload_service.core.status import ENDED
 
 from .failures import TransientError
 from .joblock import JobLock, lock_ttl

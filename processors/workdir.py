@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from upload_service.ids import safe_child
+from upload_service.core.ids import safe_child
 
 
 @contextmanager

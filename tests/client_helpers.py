@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 from conftest import settings_env
 
-from upload_service.settings import Settings
+from upload_service.core.settings import Settings
 
 
 def random_file(path: Path, size: int) -> Path:

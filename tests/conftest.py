@@ -25,8 +25,8 @@ import pytest
 import redis
 from protocol_helpers import app_client
 
-from upload_service.jobs import MemoryJobQueue
-from upload_service.settings import Settings
+from upload_service.core.jobs import MemoryJobQueue
+from upload_service.core.settings import Settings
 
 TOKEN_SECRET = "test-secret-0123456789abcdef0123456789abcdef"
 

@@ -16,7 +16,7 @@ import anyio
 import httpx
 from conftest import settings_env
 
-from upload_service.settings import Settings
+from upload_service.core.settings import Settings
 
 TUS = {"Tus-Resumable": "1.0.0"}
 

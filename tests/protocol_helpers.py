@@ -9,9 +9,9 @@ from typing import Any
 
 import httpx
 
-from upload_service.app import Services, create_app
-from upload_service.jobs import MemoryJobQueue
-from upload_service.settings import Settings
+from upload_service.core.jobs import MemoryJobQueue
+from upload_service.core.settings import Settings
+from upload_service.http.app import Services, create_app
 
 Token = Callable[..., str]
 EXTENSIONS = {

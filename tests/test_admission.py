@@ -11,13 +11,13 @@ import httpx
 import pytest
 from tus_helpers import create, head, tus
 
-import upload_service.app as app_module
-from upload_service.app import Services, create_app
-from upload_service.jobs import MemoryJobQueue
-from upload_service.settings import Settings
-from upload_service.store.base import UploadInfo
-from upload_service.store.local import LocalStore
-from upload_service.tus.handler import admission
+import upload_service.http.app as app_module
+from upload_service.core.jobs import MemoryJobQueue
+from upload_service.core.settings import Settings
+from upload_service.core.store.base import UploadInfo
+from upload_service.core.store.local import LocalStore
+from upload_service.http.app import Services, create_app
+from upload_service.http.tus.handler import admission
 
 pytestmark = pytest.mark.anyio
 

@@ -11,8 +11,8 @@ import pytest
 from conftest import TOKEN_SECRET
 
 from client_sdk import mint_upload_token as mint_token
-from upload_service.auth import TokenClaims, bearer, decode_token, is_api_key
-from upload_service.errors import Unauthorized
+from upload_service.core.errors import Unauthorized
+from upload_service.core.tokens import TokenClaims, bearer, decode_token, is_api_key
 
 
 def encode(claims: dict[str, Any], secret: str = TOKEN_SECRET, algorithm: str = "HS256") -> str:

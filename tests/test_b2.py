@@ -21,9 +21,9 @@ from b2sdk.v2.exception import (
 from processors import b2
 from processors.b2 import B2Publisher
 from processors.publish import LocalPublisher, make_publisher
-from upload_service.b2client import original_content_type
-from upload_service.media_types import media_type_for
-from upload_service.settings import Settings
+from upload_service.core.b2client import original_content_type
+from upload_service.core.media_types import media_type_for
+from upload_service.core.settings import Settings
 
 UPLOAD_ID = "up1"
 

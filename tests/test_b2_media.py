@@ -27,12 +27,12 @@ from redis import Redis
 from processors import b2
 from processors.b2 import B2Publisher
 from processors.publish import make_publisher
-from upload_service.media import make_media_source
-from upload_service.media_b2 import B2Media
-from upload_service.media_files import LocalMedia
-from upload_service.settings import Settings
-from upload_service.status import StatusStore, new_record
-from upload_service.store.base import UploadInfo
+from upload_service.core.settings import Settings
+from upload_service.core.status import StatusStore, new_record
+from upload_service.core.store.base import UploadInfo
+from upload_service.http.media import make_media_source
+from upload_service.http.media_b2 import B2Media
+from upload_service.http.media_files import LocalMedia
 
 pytestmark = pytest.mark.anyio
 

@@ -17,11 +17,11 @@ from processors import b2
 from processors.b2 import B2Publisher
 from processors.pipeline import PipelineContext, process_upload
 from processors.publish import make_publisher
-from upload_service.jobs import MemoryJobQueue
-from upload_service.media_types import media_type_for
-from upload_service.settings import Settings
-from upload_service.status import StatusStore, new_record
-from upload_service.store import LocalStore, UploadInfo
+from upload_service.core.jobs import MemoryJobQueue
+from upload_service.core.media_types import media_type_for
+from upload_service.core.settings import Settings
+from upload_service.core.status import StatusStore, new_record
+from upload_service.core.store import LocalStore, UploadInfo
 
 UPLOAD_ID = "clip1"
 

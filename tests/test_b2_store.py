@@ -14,12 +14,12 @@ from b2_helpers import MB, PART, FakeB2, make_fake_b2
 from test_store_contract import Broken, broken_after, chunks, new_info, read_all, sha256
 from tus_helpers import checksum, create, download, head, patch
 
-from upload_service.app import Services, create_app
-from upload_service.jobs import MemoryJobQueue
-from upload_service.settings import Settings
-from upload_service.store import ChecksumMismatch, UploadStore
-from upload_service.store.b2 import B2Store
-from upload_service.store.spool import Spool
+from upload_service.core.jobs import MemoryJobQueue
+from upload_service.core.settings import Settings
+from upload_service.core.store import ChecksumMismatch, UploadStore
+from upload_service.core.store.b2 import B2Store
+from upload_service.core.store.spool import Spool
+from upload_service.http.app import Services, create_app
 
 pytestmark = pytest.mark.anyio
 

@@ -30,13 +30,13 @@ from processors.b2 import B2Publisher
 from processors.pipeline import PipelineContext, process_upload
 from processors.publish import make_publisher
 from processors.sweeper import sweep_expired_uploads
-from upload_service.app import Services, create_app
-from upload_service.jobs import MemoryJobQueue
-from upload_service.settings import Settings
-from upload_service.status import StatusStore
-from upload_service.store import LocalStore, UploadStore
-from upload_service.store.b2 import B2Store
-from upload_service.store.factory import make_store
+from upload_service.core.jobs import MemoryJobQueue
+from upload_service.core.settings import Settings
+from upload_service.core.status import StatusStore
+from upload_service.core.store import LocalStore, UploadStore
+from upload_service.core.store.b2 import B2Store
+from upload_service.core.store.factory import make_store
+from upload_service.http.app import Services, create_app
 
 # Small parts so that a short clip still spans several B2 large-file parts
 # (the simulator accepts parts down to 200 bytes; real B2 wants 5 MB).

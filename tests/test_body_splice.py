@@ -12,8 +12,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from upload_service import body_splice
-from upload_service.body_splice import BodyJob, Outcome, _FileWriter, move_body
+from upload_service.fastpath import splice as body_splice
+from upload_service.fastpath.splice import BodyJob, Outcome, _FileWriter, move_body
 
 pytestmark = pytest.mark.anyio
 MIB = 1024 * 1024

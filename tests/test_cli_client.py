@@ -26,7 +26,7 @@ from conftest import TOKEN_SECRET, LiveServer
 from client_sdk import mint_upload_token
 from client_sdk._progress import ProgressBar, human_bytes, human_duration
 from client_sdk.cli import parse_size
-from upload_service.settings import Settings
+from upload_service.core.settings import Settings
 
 pytestmark = pytest.mark.e2e
 

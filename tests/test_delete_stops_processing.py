@@ -16,7 +16,7 @@ from media_helpers import make_video
 from pipeline_helpers import TUS, WorkerProcess, get_status, upload_file, wait_for_state
 from webhook_helpers import SECRET, Receiver, wait_until
 
-from upload_service.settings import Settings
+from upload_service.core.settings import Settings
 
 pytestmark = pytest.mark.e2e
 

@@ -24,7 +24,7 @@ import redis
 from conftest import API_KEY, LiveServer, RedisServer, settings_env, wait_for_port
 from tusclient.client import TusClient
 
-from upload_service.settings import Settings
+from upload_service.core.settings import Settings
 
 MIB = 1024 * 1024
 OCTETS = "application/offset+octet-stream"

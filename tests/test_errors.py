@@ -9,11 +9,11 @@ import httpx
 import pytest
 from conftest import free_port
 
-from upload_service.app import Services, create_app
-from upload_service.jobs import MemoryJobQueue
-from upload_service.settings import Settings
-from upload_service.store import MemoryStore
-from upload_service.store.base import UploadInfo
+from upload_service.core.jobs import MemoryJobQueue
+from upload_service.core.settings import Settings
+from upload_service.core.store import MemoryStore
+from upload_service.core.store.base import UploadInfo
+from upload_service.http.app import Services, create_app
 
 pytestmark = pytest.mark.anyio
 TUS = {"Tus-Resumable": "1.0.0"}

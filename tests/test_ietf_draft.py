@@ -17,8 +17,8 @@ import pytest
 from conftest import API_KEY, LiveServer
 from tus_helpers import age_upload
 
-from upload_service.jobs import MemoryJobQueue
-from upload_service.settings import Settings
+from upload_service.core.jobs import MemoryJobQueue
+from upload_service.core.settings import Settings
 
 pytestmark = pytest.mark.anyio
 

@@ -37,9 +37,9 @@ from redis import Redis
 from processors.pipeline import PipelineContext, process_upload
 from processors.probe import probe
 from processors.publish import make_publisher
-from upload_service.jobs import MemoryJobQueue
-from upload_service.settings import Settings
-from upload_service.status import StatusStore
+from upload_service.core.jobs import MemoryJobQueue
+from upload_service.core.settings import Settings
+from upload_service.core.status import StatusStore
 
 
 @dataclass(frozen=True)

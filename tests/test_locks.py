@@ -23,9 +23,9 @@ import pytest
 from conftest import RedisServer
 from redis.asyncio import Redis
 
-from upload_service.errors import Locked
-from upload_service.locks import Locker, MemoryLocker, RedisLocker
-from upload_service.redis_wire import RedisWire
+from upload_service.core.errors import Locked
+from upload_service.core.locks import Locker, MemoryLocker, RedisLocker
+from upload_service.fastpath.redis_wire import RedisWire
 
 pytestmark = pytest.mark.anyio
 
@@ -109,8 +109,8 @@ async def test_the_error_is_423() -> None:
 DYING_HOLDER = textwrap.dedent(
     """
     import asyncio, sys
-    from upload_service.locks import RedisLocker
-    from upload_service.redis_wire import RedisWire
+    from upload_service.core.locks import RedisLocker
+    from upload_service.fastpath.redis_wire import RedisWire
 
     async def main():
         locker = RedisLocker(RedisWire(sys.argv[1]), ttl=float(sys.argv[3]), prefix="dead:")

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from conftest import LiveServer
 
-from upload_service import logs
+from upload_service.core import logs
 
 
 class WritesRecorded(io.StringIO):

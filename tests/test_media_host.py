@@ -10,7 +10,7 @@ from conftest import API_KEY
 from protocol_helpers import app_client
 
 from processors.publish import LocalPublisher, make_publisher
-from upload_service.settings import Settings
+from upload_service.core.settings import Settings
 
 pytestmark = pytest.mark.anyio
 

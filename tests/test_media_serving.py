@@ -16,8 +16,8 @@ import pytest
 from protocol_helpers import app_client
 
 from processors.publish import LocalPublisher
-from upload_service.media_files import BLOCK
-from upload_service.settings import Settings
+from upload_service.core.settings import Settings
+from upload_service.http.media_files import BLOCK
 
 pytestmark = pytest.mark.anyio
 

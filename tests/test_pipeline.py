@@ -30,9 +30,9 @@ from processors.probe import probe
 from processors.publish import PublishItem, make_publisher
 from processors.transcode import choose_ladder
 from processors.workdir import sweep_stale
-from upload_service.jobs import MemoryJobQueue
-from upload_service.settings import Settings
-from upload_service.status import Record, StatusStore
+from upload_service.core.jobs import MemoryJobQueue
+from upload_service.core.settings import Settings
+from upload_service.core.status import Record, StatusStore
 
 
 class RecordingStatus(StatusStore):

@@ -19,7 +19,7 @@ from conftest import API_KEY, TOKEN_SECRET, LiveServer, RedisServer, mint_token
 from media_helpers import make_video
 from pipeline_helpers import WorkerProcess, ffprobe_json, get_status, upload_file, wait_for_state
 
-from upload_service.settings import Settings
+from upload_service.core.settings import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -28,7 +28,7 @@ from pipeline_helpers import (
 )
 from webhook_helpers import SECRET, Receiver, wait_until
 
-from upload_service.settings import Settings
+from upload_service.core.settings import Settings
 
 pytestmark = pytest.mark.e2e
 

@@ -27,9 +27,9 @@ from redis import Redis
 from processors.joblock import KEY_PREFIX, JobLock, lock_ttl
 from processors.pipeline import PipelineContext, process_upload
 from processors.publish import PublishItem, make_publisher
-from upload_service.jobs import MemoryJobQueue
-from upload_service.settings import Settings
-from upload_service.status import Record, StatusStore
+from upload_service.core.jobs import MemoryJobQueue
+from upload_service.core.settings import Settings
+from upload_service.core.status import Record, StatusStore
 
 
 class BlockingPublisher:

@@ -13,8 +13,8 @@ from media_helpers import make_text_file
 from pipeline_helpers import tus_metadata, upload_file
 from redis import Redis
 
-from upload_service.settings import Settings
-from upload_service.status import StatusStore
+from upload_service.core.settings import Settings
+from upload_service.core.status import StatusStore
 
 
 def bearer(value: str) -> dict[str, str]:
@@ -134,7 +134,7 @@ async def test_status_survives_a_redis_restart(
     assert batch.json()["uploads"] == [before.json()]
 
 
-# -- a real server: its near cache of status bodies (upload_service.status_cache) ----
+# -- a real server: its near cache of status bodies (upload_service.fastpath.near_cache) ----
 
 
 def test_live_server_sees_every_worker_write_at_once(

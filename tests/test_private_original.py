@@ -23,10 +23,10 @@ from redis import Redis
 
 from processors.pipeline import PipelineContext, process_upload
 from processors.publish import make_publisher
-from upload_service.downloads import attachment
-from upload_service.jobs import MemoryJobQueue
-from upload_service.settings import Settings
-from upload_service.status import StatusStore
+from upload_service.core.jobs import MemoryJobQueue
+from upload_service.core.settings import Settings
+from upload_service.core.status import StatusStore
+from upload_service.http.downloads import attachment
 
 pytestmark = pytest.mark.anyio
 

@@ -1,4 +1,4 @@
-"""The lean Redis connection (upload_service.redis_wire) against real redis-server
+"""The lean Redis connection (upload_service.fastpath.redis_wire) against real redis-server
 processes: replies matched to callers, errors, cancellation, restarts, a Redis that
 stops answering, credentials and databases from the URL, subscriptions."""
 
@@ -14,7 +14,7 @@ import redis
 from conftest import RedisServer, free_port
 from redis.exceptions import ConnectionError, ResponseError
 
-from upload_service.redis_wire import RedisWire, Script
+from upload_service.fastpath.redis_wire import RedisWire, Script
 
 pytestmark = pytest.mark.anyio
 

@@ -23,7 +23,7 @@ from processors.ffmpeg_run import run_ffmpeg
 from processors.media_policy import MediaLimits
 from processors.media_tools import MediaTools
 from processors.sandbox import Sandbox, SandboxUnavailable
-from upload_service.settings import Settings
+from upload_service.core.settings import Settings
 
 FFMPEG = ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-y"]
 

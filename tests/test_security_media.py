@@ -71,10 +71,10 @@ from processors.failures import MediaError
 from processors.pipeline import PipelineContext, process_upload
 from processors.probe import probe
 from processors.publish import make_publisher
-from upload_service.jobs import MemoryJobQueue
-from upload_service.media_signing import media_signer
-from upload_service.settings import Settings
-from upload_service.status import Record, StatusStore
+from upload_service.core.jobs import MemoryJobQueue
+from upload_service.core.media_signing import media_signer
+from upload_service.core.settings import Settings
+from upload_service.core.status import Record, StatusStore
 
 UNSUPPORTED = "unsupported_media"
 TOO_LARGE = "frame_too_large"

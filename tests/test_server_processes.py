@@ -24,7 +24,7 @@ from test_e2e_tuspy import (
     wait_until,
 )
 
-from upload_service.settings import Settings, usable_cpus
+from upload_service.core.settings import Settings, usable_cpus
 
 
 def worker_pids(server: LiveServer) -> list[int]:

@@ -25,21 +25,21 @@ from redis import Redis
 from webhook_helpers import SECRET, Receiver
 
 from processors.publish import LocalPublisher
-from upload_service import media_signing
-from upload_service.events import build_event
-from upload_service.media_signing import (
+from upload_service.core import media_signing
+from upload_service.core.events import build_event
+from upload_service.core.media_signing import (
     KEY_LABEL,
     MediaSigner,
     MissingSigningKey,
     media_signer,
     signing_key,
 )
-from upload_service.playback import PlaybackURLs
-from upload_service.playlists import rewrite_uris
-from upload_service.settings import Settings
-from upload_service.status import CACHE_PREFIX, StatusStore, new_record
-from upload_service.store.base import UploadInfo
-from upload_service.webhook_log import WebhookLog
+from upload_service.core.playback import PlaybackURLs
+from upload_service.core.playlists import rewrite_uris
+from upload_service.core.settings import Settings
+from upload_service.core.status import CACHE_PREFIX, StatusStore, new_record
+from upload_service.core.store.base import UploadInfo
+from upload_service.core.webhook_log import WebhookLog
 
 HOUR = 3600
 # -- the signature -------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from conftest import LiveServer
 
-from upload_service.http_protocol import SPLICE_MIN
+from upload_service.fastpath.protocol import SPLICE_MIN
 
 MIB = 1024 * 1024
 Token = Callable[..., str]

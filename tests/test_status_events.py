@@ -1,4 +1,4 @@
-"""The server's status writes (upload_service.lifecycle): the file, then the Redis cache
+"""The server's status writes (upload_service.core.lifecycle): the file, then the Redis cache
 and every server's near cache, then the announcement (webhooks, the pipeline), in that
 order, so that whoever hears of an event reads a status that already shows it."""
 
@@ -15,9 +15,9 @@ import redis
 from conftest import API_KEY
 from test_pipeline_status_api import bearer, create
 
-from upload_service.jobs import MemoryJobQueue
-from upload_service.settings import Settings
-from upload_service.status import CACHE_PREFIX, CHANNEL
+from upload_service.core.jobs import MemoryJobQueue
+from upload_service.core.settings import Settings
+from upload_service.core.status import CACHE_PREFIX, CHANNEL
 
 pytestmark = pytest.mark.anyio
 

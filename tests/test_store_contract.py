@@ -22,7 +22,7 @@ import anyio
 import anyio.to_thread
 import pytest
 
-from upload_service.store import (
+from upload_service.core.store import (
     ChecksumMismatch,
     LocalStore,
     MemoryStore,
@@ -299,7 +299,7 @@ async def test_leftover_verifying_from_rolls_back(tmp_path: Path, checksummed: b
 CRASHING_WRITER = textwrap.dedent(
     """
     import asyncio, hashlib, sys
-    from upload_service.store import LocalStore
+    from upload_service.core.store import LocalStore
 
     async def body():
         for _ in range(8):

@@ -31,9 +31,9 @@ from processors.sweeper import (
     sweep_expired,
     sweep_expired_uploads,
 )
-from upload_service.jobs import MemoryJobQueue
-from upload_service.settings import Settings
-from upload_service.status import StatusStore, iso
+from upload_service.core.jobs import MemoryJobQueue
+from upload_service.core.settings import Settings
+from upload_service.core.status import StatusStore, iso
 
 pytestmark = pytest.mark.anyio
 

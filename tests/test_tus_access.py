@@ -20,7 +20,7 @@ from protocol_helpers import (
     tus,
 )
 
-from upload_service.settings import Settings
+from upload_service.core.settings import Settings
 
 pytestmark = pytest.mark.anyio
 

@@ -28,8 +28,8 @@ from tus_helpers import (
     tus,
 )
 
-from upload_service.jobs import MemoryJobQueue
-from upload_service.settings import Settings
+from upload_service.core.jobs import MemoryJobQueue
+from upload_service.core.settings import Settings
 
 pytestmark = pytest.mark.anyio
 
@@ -241,7 +241,7 @@ async def test_finished_upload_never_expires(
 async def test_short_expiry_setting_is_used(
     tmp_path: Path, settings: Settings, make_token: Callable[..., str]
 ) -> None:
-    from upload_service.app import Services, create_app
+    from upload_service.http.app import Services, create_app
 
     short = settings.with_changes(expiry=30)
     services = Services.from_settings(short, jobs=MemoryJobQueue())

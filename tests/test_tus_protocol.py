@@ -27,9 +27,9 @@ from protocol_helpers import (
     tus,
 )
 
-from upload_service.jobs import MemoryJobQueue
-from upload_service.settings import Settings
-from upload_service.tus.headers import parse_metadata
+from upload_service.core.jobs import MemoryJobQueue
+from upload_service.core.settings import Settings
+from upload_service.http.tus.headers import parse_metadata
 
 pytestmark = pytest.mark.anyio
 

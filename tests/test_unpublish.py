@@ -10,8 +10,8 @@ from hls_helpers import FILES
 from protocol_helpers import app_client
 
 from processors.publish import LocalPublisher, PublishItem
-from upload_service.ids import UnsafeId
-from upload_service.settings import Settings
+from upload_service.core.ids import UnsafeId
+from upload_service.core.settings import Settings
 
 
 def items(tmp_path: Path, upload_id: str) -> list[PublishItem]:

@@ -18,9 +18,9 @@ import httpx
 import pytest
 from conftest import API_KEY
 
-from upload_service.http_protocol import HIGH_WATER, UploadHttpToolsProtocol, _Pieces
-from upload_service.store.base import UploadInfo
-from upload_service.store.local import WRITE_BATCH, LocalStore
+from upload_service.core.store.base import UploadInfo
+from upload_service.core.store.local import WRITE_BATCH, LocalStore
+from upload_service.fastpath.protocol import HIGH_WATER, UploadHttpToolsProtocol, _Pieces
 
 pytestmark = pytest.mark.anyio
 MIB = 1024 * 1024

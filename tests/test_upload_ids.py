@@ -20,12 +20,12 @@ from protocol_helpers import OCTETS
 
 from processors.publish import LocalPublisher
 from processors.workdir import job_dir
-from upload_service.ids import UnsafeId, is_safe_id, safe_child
-from upload_service.settings import Settings
-from upload_service.status import StatusReader, StatusStore
-from upload_service.store import LocalStore
-from upload_service.store.base import UploadNotFound
-from upload_service.webhook_log import WebhookLog
+from upload_service.core.ids import UnsafeId, is_safe_id, safe_child
+from upload_service.core.settings import Settings
+from upload_service.core.status import StatusReader, StatusStore
+from upload_service.core.store import LocalStore
+from upload_service.core.store.base import UploadNotFound
+from upload_service.core.webhook_log import WebhookLog
 
 HOSTILE_IDS = [
     "..",

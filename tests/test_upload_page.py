@@ -15,7 +15,7 @@ from conftest import TOKEN_SECRET, LiveServer
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from client_sdk import mint_upload_token
-from upload_service.settings import Settings
+from upload_service.core.settings import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -36,8 +36,8 @@ from client_sdk import (
     WebhookVerificationError,
     verify_webhook,
 )
-from upload_service.settings import Settings
-from upload_service.webhook_log import WebhookLog
+from upload_service.core.settings import Settings
+from upload_service.core.webhook_log import WebhookLog
 
 # A database of its own: other engineers' workers never see these messages.
 WEBHOOK_DB = 7

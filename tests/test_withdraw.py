@@ -12,10 +12,10 @@ from processors.joblock import JobLock
 from processors.pipeline import PipelineContext, Progress
 from processors.publish import LocalPublisher
 from processors.withdraw import PipelineBusy, withdraw
-from upload_service.jobs import MemoryJobQueue
-from upload_service.settings import Settings
-from upload_service.status import StatusStore, UploadEnded, new_record
-from upload_service.store.base import UploadInfo
+from upload_service.core.jobs import MemoryJobQueue
+from upload_service.core.settings import Settings
+from upload_service.core.status import StatusStore, UploadEnded, new_record
+from upload_service.core.store.base import UploadInfo
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import time
 
 import httpx
 
-from upload_service.settings import Settings
+from upload_service.core.settings import Settings
 
 OFFSET_TYPE = "application/offset+octet-stream"
 ALGORITHMS = {"md5": hashlib.md5, "sha1": hashlib.sha1, "sha256": hashlib.sha256}

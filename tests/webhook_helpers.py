@@ -13,11 +13,11 @@ from typing import Any
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
-from upload_service.events import build_event
-from upload_service.jobs import WEBHOOK_QUEUE, DramatiqJobQueue
-from upload_service.settings import Settings
-from upload_service.status import iso
-from upload_service.webhook_log import WebhookLog
+from upload_service.core.events import build_event
+from upload_service.core.jobs import WEBHOOK_QUEUE, DramatiqJobQueue
+from upload_service.core.settings import Settings
+from upload_service.core.status import iso
+from upload_service.core.webhook_log import WebhookLog
 
 SECRET = "whsec_" + base64.b64encode(b"receiver-shared-secret-32-bytes!").decode()
 

@@ -16,9 +16,8 @@ import time
 from urllib.parse import urlsplit
 
 from client_sdk import mint_upload_token
-
-from .settings import Settings
-from .store.factory import check_store_settings
+from upload_service.core.settings import Settings
+from upload_service.core.store.factory import check_store_settings
 
 
 def _parse_meta(pairs: list[str]) -> dict[str, object]:
@@ -34,7 +33,7 @@ def _parse_meta(pairs: list[str]) -> dict[str, object]:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
 
-    from . import logs, metrics
+    from upload_service.core import logs, metrics
 
     if not settings.token_secret:
         raise SystemExit(
@@ -49,7 +48,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
     # a hundred uploads at once that GIL, not the cores, set the pace (bench/).
     with metrics.shared_by_processes() if workers > 1 else contextlib.nullcontext():
         uvicorn.run(
-            "upload_service.asgi:app",
+            "upload_service.http.asgi:app",
             host=args.host,
             port=args.port,
             workers=workers,
@@ -69,7 +68,7 @@ def _http_protocol() -> str:
         import httptools  # noqa: F401
     except ImportError:
         return "auto"
-    return "upload_service.http_protocol:UploadHttpToolsProtocol"
+    return "upload_service.fastpath.protocol:UploadHttpToolsProtocol"
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> None:
@@ -110,8 +109,7 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> None:
 
 def cmd_sweep(args: argparse.Namespace, settings: Settings) -> None:
     from processors.sweeper import resend_stuck_uploads, sweep_expired_uploads
-
-    from .jobs import DramatiqJobQueue
+    from upload_service.core.jobs import DramatiqJobQueue
 
     removed = sweep_expired_uploads(settings)
     resent = resend_stuck_uploads(settings, DramatiqJobQueue.from_url(settings.redis_url))

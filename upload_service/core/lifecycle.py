@@ -1,0 +1,81 @@
+"""The server's reactions to tus events: status records, webhooks, the pipeline."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+from upload_service.core import metrics
+from upload_service.core.events import emit
+from upload_service.core.jobs import JobQueue
+from upload_service.core.logs import log_event
+from upload_service.core.status import CachePublisher, Record, StatusStore, new_record
+from upload_service.core.store.base import UploadInfo
+from upload_service.core.threads import run_blocking
+
+log = logging.getLogger("upload_service.core.lifecycle")
+
+
+class ServiceHooks:
+    """Each event: the status file (a worker thread), then its cache (the event loop),
+    then what is announced of it (webhooks, the pipeline), in that order: whoever
+    hears of an event reads a status that already shows it, and the pipeline's
+    first status write can never be overtaken by this one's cache refresh."""
+
+    def __init__(
+        self, status: StatusStore, cache: CachePublisher, jobs: JobQueue, webhooks: bool
+    ) -> None:
+        self.status = status
+        self.cache = cache
+        self.jobs = jobs
+        self.webhooks = webhooks
+
+    async def created(self, info: UploadInfo) -> None:
+        metrics.UPLOADS_CREATED.inc()
+        record = new_record(info)
+        body = await run_blocking(self.status.write_file, record)
+        await self.cache.publish(info.id, body)
+        if self.webhooks:
+            await run_blocking(emit, self.jobs, True, "upload.created", record)
+        log_event(log, "upload.created", upload_id=info.id, owner=info.owner, length=info.length)
+
+    async def progressed(self, info: UploadInfo) -> None:
+        if not info.finished:
+            await self._update(info.id, offset=info.offset, length=info.length)
+
+    async def finished(self, info: UploadInfo) -> None:
+        metrics.UPLOADS_FINISHED.inc()
+        record = await self._update(
+            info.id, state="uploaded", offset=info.offset, length=info.length
+        )
+        await run_blocking(self._announce_finished, info, record)
+        log_event(log, "upload.completed", upload_id=info.id, length=info.length)
+
+    def _announce_finished(self, info: UploadInfo, record: Record) -> None:
+        # One message starts the pipeline (its work never runs in the request).
+        # Partial uploads are pieces of a final one, not media on their own.
+        if info.concat != "partial":
+            self.jobs.send("process_upload", info.id)
+        emit(self.jobs, self.webhooks, "upload.completed", record)
+
+    async def terminated(self, info: UploadInfo) -> None:
+        try:
+            record = await self._update(
+                info.id, state="terminated", offset=info.offset, progress=None, outputs={}
+            )
+        except KeyError:  # it had no status record: nothing to refresh or announce
+            record = None
+        if record is not None and self.webhooks:
+            await run_blocking(emit, self.jobs, True, "upload.terminated", record)
+        if info.finished and info.concat != "partial":
+            # It may be processing or published: a worker stops and unpublishes it.
+            await run_blocking(self.jobs.send, "withdraw_upload", info.id)
+        log_event(log, "upload.terminated", upload_id=info.id)
+
+    async def _update(self, upload_id: str, **changes: Any) -> Record:
+        record, body = await run_blocking(
+            functools.partial(self.status.update_file, upload_id, **changes)
+        )
+        await self.cache.publish(upload_id, body)
+        return record

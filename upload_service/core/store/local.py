@@ -1,0 +1,330 @@
+"""Local-disk store: `<dir>/<id>` holds the bytes, `<id>.info` a small JSON record.
+
+Crash safety comes from the layout, not from bookkeeping: the offset is the
+data file's size, so whatever `write(2)` accepted before a SIGKILL is exactly
+what HEAD reports after a restart. The info record changes rarely and is always
+replaced atomically (write a temp file, rename). A checksummed chunk first
+records where it started: reads never count an unverified chunk, and the
+next write (which holds the upload's lock) cuts off what a dead writer left.
+
+Every file operation runs in a worker thread; the event loop only moves buffers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import os
+import threading
+import weakref
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+
+from upload_service.core.ids import UnsafeId, safe_child
+from upload_service.core.store.base import (
+    ChecksumMismatch,
+    Digest,
+    FileBody,
+    UploadGone,
+    UploadInfo,
+    UploadNotFound,
+)
+from upload_service.core.threads import run_blocking, run_read
+
+# Chunks from the socket are gathered up to this size, then written with one
+# writev() in a thread while the next batch is read (see _BatchWriter): memory
+# stays at about two batches per upload, and there are few thread hops.
+WRITE_BATCH = 1024 * 1024
+READ_BLOCK = 256 * 1024
+
+
+def atomic_write_json(path: Path, data: object) -> None:
+    atomic_write_bytes(path, json.dumps(data, separators=(",", ":")).encode())
+
+
+def atomic_write_bytes(path: Path, body: bytes) -> None:
+    """Replace `path` with `body` so that readers see the old or the new file, never half.
+
+    One write of ready bytes: `json.dump` into a file runs the pure-Python
+    encoder piece by piece, and profiling 100 concurrent uploads showed it.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    try:
+        view = memoryview(body)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+class LocalStore:
+    def __init__(self, directory: Path | str) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    # -- paths -------------------------------------------------------------
+    def _data(self, upload_id: str) -> Path:
+        try:
+            return safe_child(self.directory, upload_id)
+        except UnsafeId:
+            raise UploadNotFound(upload_id) from None
+
+    def _info(self, upload_id: str) -> Path:
+        return self._data(upload_id).with_name(f"{upload_id}.info")
+
+    def path(self, upload_id: str) -> str | None:
+        return str(self._data(upload_id))
+
+    # -- sync helpers (run in threads) -------------------------------------
+    def _read(self, upload_id: str) -> UploadInfo:
+        try:
+            info = UploadInfo.from_json(json.loads(self._info(upload_id).read_text()))
+        except FileNotFoundError:
+            raise UploadNotFound(upload_id) from None
+        if info.expired:
+            raise UploadGone(upload_id)
+        st = os.stat(self._data(upload_id))
+        info.offset = st.st_size
+        if info.verifying_from is not None:
+            # A checksummed chunk is arriving, or its writer died: its digest
+            # was not compared yet, so none of it counts. Only report that here:
+            # a reader holds no lock, and truncating would punch a hole in a
+            # live writer's file. The next write (under the lock) truncates.
+            info.offset = min(info.offset, info.verifying_from)
+        info.updated_at = max(info.updated_at, st.st_mtime)
+        return info
+
+    def _save(self, info: UploadInfo) -> None:
+        atomic_write_json(self._info(info.id), info.to_json())
+
+    def _create(self, info: UploadInfo) -> None:
+        # O_EXCL: ids are random, but never overwrite an existing upload.
+        fd = os.open(self._data(info.id), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        os.close(fd)
+        self._save(info)
+
+    # -- protocol ----------------------------------------------------------
+    async def create(self, info: UploadInfo) -> None:
+        await run_blocking(self._create, info)
+
+    async def get(self, upload_id: str) -> UploadInfo:
+        return await run_read(self._read, upload_id)
+
+    async def save(self, info: UploadInfo) -> None:
+        await run_blocking(self._save, info)
+
+    async def write(
+        self,
+        info: UploadInfo,
+        chunks: AsyncIterator[bytes],
+        limit: int,
+        checksum: tuple[Digest, bytes] | None = None,
+    ) -> int:
+        start = info.offset
+        if checksum is not None:
+            info.verifying_from = start
+            await self.save(info)
+        if checksum is None and isinstance(chunks, FileBody):
+            # The server's own thread opens, fills and closes the file.
+            moved = await chunks.to_file(
+                functools.partial(self._open_for_append, info.id, start), limit
+            )
+            if moved is not None:  # else the server could not: read it below
+                return start + moved
+        fd = await run_blocking(self._open_for_append, info.id, start)
+        writer = _BatchWriter(fd, checksum[0] if checksum else None)
+        queued = 0  # bytes handed to the writer, written or in flight
+        try:
+            batch: list[bytes] = []
+            batch_size = 0
+            async for chunk in chunks:
+                if not chunk:
+                    continue
+                room = limit - queued - batch_size
+                if len(chunk) > room:
+                    chunk = chunk[:room]
+                batch.append(chunk)
+                batch_size += len(chunk)
+                if batch_size >= WRITE_BATCH:
+                    await writer.submit(batch)
+                    queued += batch_size
+                    batch, batch_size = [], 0
+                if queued + batch_size >= limit:
+                    break
+            if batch:
+                await writer.submit(batch)
+                batch = []
+            await writer.drain()
+        except BaseException:
+            # A dropped connection or a shutdown keeps what arrived, except for
+            # a checksummed chunk, which is all or nothing. Shielded: a cancelled
+            # request must still let its last write land and close its file.
+            with anyio.CancelScope(shield=True):
+                try:
+                    with contextlib.suppress(Exception):
+                        if batch and checksum is None:
+                            await writer.submit(batch)  # arrived, not yet written: keep it
+                        await writer.drain()
+                finally:
+                    await run_blocking(self._finish_write, fd, info, start, checksum is not None)
+            raise
+        if checksum is not None and checksum[0].digest() != checksum[1]:
+            await run_blocking(self._finish_write, fd, info, start, True)
+            raise ChecksumMismatch()
+        await run_blocking(self._finish_write, fd, info, start, False)
+        return start + writer.written
+
+    def _open_for_append(self, upload_id: str, offset: int) -> int:
+        fd = os.open(self._data(upload_id), os.O_WRONLY)
+        if os.fstat(fd).st_size > offset:
+            os.ftruncate(fd, offset)  # a dead writer's unverified chunk
+        os.lseek(fd, offset, os.SEEK_SET)
+        return fd
+
+    def _finish_write(self, fd: int, info: UploadInfo, start: int, rollback: bool) -> None:
+        try:
+            if rollback:
+                os.ftruncate(fd, start)
+        finally:
+            os.close(fd)
+        if info.verifying_from is not None:
+            info.verifying_from = None
+            self._save(info)
+
+    async def terminate(self, upload_id: str) -> None:
+        def remove() -> None:
+            for p in (self._data(upload_id), self._info(upload_id)):
+                p.unlink(missing_ok=True)
+
+        await run_blocking(remove)
+
+    async def expire(self, upload_id: str) -> None:
+        def sweep() -> None:
+            info = UploadInfo.from_json(json.loads(self._info(upload_id).read_text()))
+            info.expired = True
+            self._save(info)
+            self._data(upload_id).unlink(missing_ok=True)
+
+        await run_blocking(sweep)
+
+    async def concatenate(self, final: UploadInfo, parts: list[UploadInfo]) -> None:
+        def join() -> int:
+            with open(self._data(final.id), "wb") as out:
+                for part in parts:
+                    with open(self._data(part.id), "rb") as src:
+                        _copy_file(src.fileno(), out.fileno(), part.offset)
+            return sum(p.offset for p in parts)
+
+        total = await run_blocking(join)
+        final.length = final.offset = total
+        await self.save(final)
+
+    async def list_ids(self) -> list[str]:
+        def scan() -> list[str]:
+            return [p.name[: -len(".info")] for p in self.directory.glob("*.info")]
+
+        return await run_blocking(scan)
+
+    async def last_change(self, upload_id: str) -> float:
+        return (await self.get(upload_id)).updated_at
+
+    async def open_range(self, upload_id: str, start: int, end: int) -> AsyncIterator[bytes]:
+        f = await run_blocking(open, self._data(upload_id), "rb")
+        try:
+            await run_blocking(f.seek, start)
+            remaining = end - start
+            while remaining > 0:
+                block = await run_blocking(f.read, min(READ_BLOCK, remaining))
+                if not block:
+                    break
+                remaining -= len(block)
+                yield block
+        finally:
+            await run_blocking(f.close)
+
+
+class _BatchWriter:
+    """Writes batches in a worker thread, one at a time, while the caller reads the next.
+
+    Double buffering: the socket is read into batch N+1 while batch N is being
+    written, so reading and writing overlap instead of taking turns; memory stays
+    bounded at two batches because `submit` first waits for the write in flight.
+    """
+
+    def __init__(self, fd: int, digest: Digest | None) -> None:
+        self.fd = fd
+        self.digest = digest
+        self.written = 0
+        self._pending: asyncio.Task[int] | None = None
+
+    async def submit(self, batch: list[bytes]) -> None:
+        await self.drain()
+        # A task of its own, not a child of the request: cancelling the request
+        # must not abandon a write that is already running in its thread.
+        self._pending = asyncio.ensure_future(
+            anyio.to_thread.run_sync(
+                _write_all, self.fd, batch, self.digest, limiter=_write_limiter()
+            )
+        )
+
+    async def drain(self) -> None:
+        pending = self._pending
+        if pending is None:
+            return
+        try:
+            self.written += await asyncio.shield(pending)
+        finally:
+            if pending.done():  # not when only our wait was cancelled
+                self._pending = None
+
+
+# Bulk writes take their threads from a pool of their own: with a hundred uploads
+# at once they would otherwise hold all of anyio's default 40 worker threads
+# (a token is only returned when the busy event loop resumes the writer), and
+# every HEAD and status read queued behind them for a thread.
+WRITE_THREADS = 8
+_write_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _write_limiter() -> anyio.CapacityLimiter:
+    loop = asyncio.get_running_loop()  # a limiter belongs to one event loop
+    limiter = _write_limiters.get(loop)
+    if limiter is None:
+        limiter = _write_limiters[loop] = anyio.CapacityLimiter(WRITE_THREADS)
+    return limiter
+
+
+def _write_all(fd: int, batch: list[bytes], digest: Digest | None) -> int:
+    if digest is not None:
+        for chunk in batch:  # hashlib releases the GIL on large buffers
+            digest.update(chunk)
+    total = sum(len(c) for c in batch)
+    done = os.writev(fd, batch)
+    if done < total:  # rare short write: finish it byte-exactly
+        rest = b"".join(batch)[done:]
+        while rest:
+            n = os.write(fd, rest)
+            rest = rest[n:]
+    return total
+
+
+def _copy_file(src: int, dst: int, count: int) -> None:
+    # copy_file_range keeps the bytes in the kernel: no trip through Python memory.
+    remaining = count
+    while remaining > 0:
+        try:
+            n = os.copy_file_range(src, dst, min(remaining, 1 << 30))
+        except OSError:
+            n = os.sendfile(dst, src, None, min(remaining, 1 << 30))
+        if n == 0:
+            raise OSError("source ended early during concatenation")
+        remaining -= n

@@ -1,0 +1,33 @@
+"""What the protocol layer tells the rest of the service, like tusd's hooks."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from upload_service.core.store.base import UploadInfo
+
+
+class UploadHooks(Protocol):
+    async def created(self, info: UploadInfo) -> None: ...
+
+    async def progressed(self, info: UploadInfo) -> None: ...
+
+    async def finished(self, info: UploadInfo) -> None:
+        """The last byte arrived: record it and hand it to the pipeline (no waiting)."""
+        ...
+
+    async def terminated(self, info: UploadInfo) -> None: ...
+
+
+class NoHooks:
+    async def created(self, info: UploadInfo) -> None:
+        pass
+
+    async def progressed(self, info: UploadInfo) -> None:
+        pass
+
+    async def finished(self, info: UploadInfo) -> None:
+        pass
+
+    async def terminated(self, info: UploadInfo) -> None:
+        pass
