@@ -136,9 +136,14 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+# The suites run with the fast path on (the default) and off: UPLOAD_FAST_PATH=off.
+FAST_PATH = Settings.from_env(dict(os.environ)).fast_path
+
+
 @pytest.fixture
 def settings(tmp_path: Path, redis_server: RedisServer) -> Settings:
     return Settings(
+        fast_path=FAST_PATH,
         data_dir=tmp_path / "data",
         redis_url=redis_server.url,
         token_secret=TOKEN_SECRET,

@@ -11,7 +11,8 @@ import httpx
 
 from upload_service.core.jobs import MemoryJobQueue
 from upload_service.core.settings import Settings
-from upload_service.http.app import Services, create_app
+from upload_service.http.app import create_app
+from upload_service.http.services import Services
 
 Token = Callable[..., str]
 EXTENSIONS = {

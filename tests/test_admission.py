@@ -16,7 +16,8 @@ from upload_service.core.jobs import MemoryJobQueue
 from upload_service.core.settings import Settings
 from upload_service.core.store.base import UploadInfo
 from upload_service.core.store.local import LocalStore
-from upload_service.http.app import Services, create_app
+from upload_service.http.app import create_app
+from upload_service.http.services import Services
 from upload_service.http.tus.handler import admission
 
 pytestmark = pytest.mark.anyio

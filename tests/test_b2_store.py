@@ -19,7 +19,8 @@ from upload_service.core.settings import Settings
 from upload_service.core.store import ChecksumMismatch, UploadStore
 from upload_service.core.store.b2 import B2Store
 from upload_service.core.store.spool import Spool
-from upload_service.http.app import Services, create_app
+from upload_service.http.app import create_app
+from upload_service.http.services import Services
 
 pytestmark = pytest.mark.anyio
 

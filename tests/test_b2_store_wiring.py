@@ -36,7 +36,8 @@ from upload_service.core.status import StatusStore
 from upload_service.core.store import LocalStore, UploadStore
 from upload_service.core.store.b2 import B2Store
 from upload_service.core.store.factory import make_store
-from upload_service.http.app import Services, create_app
+from upload_service.http.app import create_app
+from upload_service.http.services import Services
 
 # Small parts so that a short clip still spans several B2 large-file parts
 # (the simulator accepts parts down to 200 bytes; real B2 wants 5 MB).

@@ -13,7 +13,8 @@ from upload_service.core.jobs import MemoryJobQueue
 from upload_service.core.settings import Settings
 from upload_service.core.store import MemoryStore
 from upload_service.core.store.base import UploadInfo
-from upload_service.http.app import Services, create_app
+from upload_service.http.app import create_app
+from upload_service.http.services import Services
 
 pytestmark = pytest.mark.anyio
 TUS = {"Tus-Resumable": "1.0.0"}

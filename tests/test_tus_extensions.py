@@ -241,7 +241,8 @@ async def test_finished_upload_never_expires(
 async def test_short_expiry_setting_is_used(
     tmp_path: Path, settings: Settings, make_token: Callable[..., str]
 ) -> None:
-    from upload_service.http.app import Services, create_app
+    from upload_service.http.app import create_app
+    from upload_service.http.services import Services
 
     short = settings.with_changes(expiry=30)
     services = Services.from_settings(short, jobs=MemoryJobQueue())

@@ -139,6 +139,8 @@ class Settings:
     body_timeout: float = 60.0
     log_level: str = "INFO"
     log_json: bool = True
+    # The speed-ups of upload_service.fastpath (on), or their stock counterparts (off).
+    fast_path: bool = True
     # `serve` processes (uvicorn workers); 0 means one per CPU this process may use.
     server_workers: int = 0
     # Processing
@@ -258,6 +260,7 @@ class Settings:
             body_timeout=float(env.get("UPLOAD_BODY_TIMEOUT") or cls.body_timeout),
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
             log_json=_bool(env, "LOG_JSON", True),
+            fast_path=_bool(env, "UPLOAD_FAST_PATH", cls.fast_path),
             server_workers=_int(env, "UPLOAD_SERVER_WORKERS", cls.server_workers),
             whisper_model=env.get("WHISPER_MODEL") or None,
             transcribe_language=env.get("TRANSCRIBE_LANGUAGE") or None,

@@ -20,7 +20,7 @@ from upload_service.core.threads import run_blocking
 from upload_service.core.tokens import bearer, decode_token, is_api_key
 
 if TYPE_CHECKING:
-    from upload_service.http.app import Services
+    from upload_service.http.services import Services
 
 MAX_BATCH = 100
 

@@ -20,7 +20,7 @@ from upload_service.core.tokens import bearer, is_api_key
 from upload_service.core.webhook_log import WebhookLog
 
 if TYPE_CHECKING:
-    from upload_service.http.app import Services
+    from upload_service.http.services import Services
 
 
 class WebhooksDisabled(ServiceError):
