@@ -10,29 +10,12 @@ import httpx
 import pytest
 from conftest import API_KEY, LiveServer, RedisServer
 from media_helpers import make_text_file
-from pipeline_helpers import tus_metadata, upload_file
+from pipeline_helpers import upload_file
 from redis import Redis
+from status_helpers import bearer, create
 
 from upload_service.core.settings import Settings
 from upload_service.core.status import StatusStore
-
-
-def bearer(value: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {value}"}
-
-
-async def create(client: httpx.AsyncClient, token: str, body: bytes = b"", length: int = 10) -> str:
-    headers = {
-        "Tus-Resumable": "1.0.0",
-        "Upload-Length": str(length),
-        "Upload-Metadata": tus_metadata(filename="lesson.mp4"),
-        **bearer(token),
-    }
-    if body:
-        headers["Content-Type"] = "application/offset+octet-stream"
-    response = await client.post("/files/", headers=headers, content=body)
-    assert response.status_code == 201, response.text
-    return response.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
 
 
 @pytest.mark.anyio

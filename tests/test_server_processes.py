@@ -12,8 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import LiveServer
-from protocol_helpers import Token
-from test_e2e_tuspy import (
+from live_helpers import (
     MIB,
     SlowPatch,
     create,
@@ -23,6 +22,7 @@ from test_e2e_tuspy import (
     uploader_client,
     wait_until,
 )
+from protocol_helpers import Token
 
 from upload_service.core.settings import Settings, usable_cpus
 

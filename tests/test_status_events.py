@@ -13,7 +13,7 @@ import httpx
 import pytest
 import redis
 from conftest import API_KEY
-from test_pipeline_status_api import bearer, create
+from status_helpers import bearer, create
 
 from upload_service.core.jobs import MemoryJobQueue
 from upload_service.core.settings import Settings
