@@ -14,9 +14,7 @@ alone, so a redelivered or duplicated message does no work twice. A redo after
 a crash starts from scratch in a wiped work dir and publishes the same names,
 so it ends with the same outputs.
 
-The upload comes through the store protocol (`UPLOAD_STORE`): a store with
-local files (the disk) hands over its path; any other (B2) is streamed into
-the job's work dir first, and that copy is what gets probed and transcoded.
+The upload's bytes come through the store protocol (`processors.source`).
 The original itself is never published: it stays in the store, private, and
 `outputs.original` is its download URL (`GET /files/{id}`, owner or API key).
 """
@@ -25,29 +23,27 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
-
-import anyio
-from anyio.from_thread import start_blocking_portal
 
 from upload_service.core.events import emit
 from upload_service.core.jobs import JobQueue
 from upload_service.core.logs import log_event
 from upload_service.core.settings import Settings
 from upload_service.core.status import Record, StatusStore, UploadEnded
-from upload_service.core.store.base import UploadGone, UploadInfo, UploadNotFound, UploadStore
+from upload_service.core.store.base import UploadInfo, UploadStore
 from upload_service.core.store.factory import make_store
 
 from .failures import MediaError
 from .ffmpeg_run import Throttle
 from .joblock import JobLock, lock_ttl
 from .media_tools import MediaTools
+from .outputs import build_outputs
 from .probe import MediaInfo, probe
 from .publish import Publisher
-from .transcode import TranscodeResult, transcode
+from .source import fetch_source, load_upload
+from .transcode import transcode
 from .transcribe import TranscriptionResult, transcribe_media
 from .workdir import job_dir
 
@@ -66,7 +62,6 @@ PERMANENT_CODES = {
     "processing_limit",
     "transcode_failed",
 }
-T = TypeVar("T")
 
 
 @dataclass
@@ -81,53 +76,6 @@ class PipelineContext:
     @property
     def webhooks(self) -> bool:
         return bool(self.settings.webhook_url)
-
-
-def run_async(func: Callable[..., Awaitable[T]], *args: Any) -> T:
-    """Call an async store method from this sync code.
-
-    On an event loop of its own thread: a Dramatiq worker thread has no loop,
-    but a caller that runs one (tests do) would make `anyio.run` refuse.
-    """
-    with start_blocking_portal() as portal:
-        return portal.call(func, *args)
-
-
-def load_upload(store: UploadStore, upload_id: str) -> UploadInfo | None:
-    """The upload's info; None when it is unknown, terminated or expired."""
-    try:
-        return run_async(store.get, upload_id)
-    except (UploadNotFound, UploadGone):
-        return None
-
-
-async def _copy_range(store: UploadStore, upload_id: str, size: int, target: Path) -> int:
-    written = 0
-    async with await anyio.open_file(target, "wb") as f:
-        async for block in store.open_range(upload_id, 0, size):
-            await f.write(block)
-            written += len(block)
-    return written
-
-
-def fetch_source(store: UploadStore, info: UploadInfo, work: Path) -> Path:
-    """A local file with the upload's bytes: the store's own, or a copy in `work`."""
-    local = store.path(info.id)
-    if local is not None:
-        return Path(local)
-    target = work / "source"
-    started = time.monotonic()
-    written = run_async(_copy_range, store, info.id, info.offset, target)
-    if written != info.offset:  # a cut-short download: transient, Dramatiq retries
-        raise OSError(f"upload {info.id}: fetched {written} of {info.offset} bytes")
-    log_event(
-        log,
-        "pipeline.source_fetched",
-        upload_id=info.id,
-        bytes=written,
-        seconds=round(time.monotonic() - started, 2),
-    )
-    return target
 
 
 def transcode_timeout(settings: Settings, duration: float | None) -> float:
@@ -301,37 +249,6 @@ def _transcribe(
             error=f"{type(exc).__name__}: {exc}",
         )
         return None
-
-
-def build_outputs(
-    urls: dict[str, str],
-    original_url: str,
-    result: TranscodeResult,
-    captions: TranscriptionResult | None,
-) -> dict[str, Any]:
-    outputs: dict[str, Any] = {
-        "original": original_url,
-        "hls": urls[result.hls],
-        "renditions": [
-            {
-                "height": rung.height or None,
-                "width": rung.width or None,
-                "bitrate": rung.bitrate,
-                "url": urls[name],
-            }
-            for rung, name in result.renditions
-        ],
-    }
-    if result.poster:
-        outputs["poster"] = urls[result.poster]
-    outputs["mp4" if result.download.endswith(".mp4") else "audio"] = urls[result.download]
-    if captions is not None:
-        outputs["captions"] = [
-            {"lang": captions.language, "format": "vtt", "url": urls[captions.vtt]},
-            {"lang": captions.language, "format": "srt", "url": urls[captions.srt]},
-        ]
-        outputs["transcript"] = urls[captions.transcript_json]
-    return outputs
 
 
 def fail(ctx: PipelineContext, upload_id: str, code: str, message: str) -> Record:
