@@ -1,4 +1,4 @@
-"""Minting upload tokens, as the main backend does (JWT HS256, claims in CONTRACT.md)."""
+"""Minting upload tokens, as the main backend does (JWT HS256, claims in docs/api.md)."""
 
 from __future__ import annotations
 

@@ -2,10 +2,10 @@
 
 Why a pipe and not faster-whisper's own decoder: `faster_whisper.decode_audio`
 collects the whole track in memory and `WhisperModel.transcribe` then computes
-the mel spectrogram of all of it at once (about 400 MB per hour of audio, plus
-the STFT's temporaries). Reading the pipe `n` samples at a time keeps at most one
-window in memory whatever the media's length, and ffmpeg reads any container
-the transcoder accepts.
+the mel spectrogram of all of it at once (hundreds of megabytes per hour of
+audio, plus the STFT's temporaries). Reading the pipe `n` samples at a time
+keeps at most one window in memory whatever the media's length, and ffmpeg
+reads any container the transcoder accepts.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Every error the service answers with: a stable code, an HTTP status, a message.
 
-Handlers raise `ServiceError`s; `app.py` turns them into JSON responses in one
-place (`{"error": {"code": ..., "message": ...}}`). Anything else is a 500,
-logged with the request id.
+Handlers raise `ServiceError`s; `upload_service.http.app` turns them into JSON
+responses in one place (`{"error": {"code": ..., "message": ...}}`). Anything
+else is a 500, logged with the request id. docs/api.md lists every code.
 """
 
 from __future__ import annotations

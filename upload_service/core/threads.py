@@ -1,11 +1,11 @@
 """Blocking calls off the event loop, with less machinery than `anyio.to_thread`.
 
-Profiling 100 concurrent uploads showed anyio's per-call bookkeeping (cancel
-scopes, run vars, the capacity limiter) at a fifth of the event loop's busy
-time; a plain executor makes the same hop for much less (event-loop CPU for
-100 uploads: 0.47 -> 0.37 s). Like anyio's default, a call is never abandoned:
-a cancelled caller waits for its thread to finish, then sees the cancellation,
-so a file is never left half-written behind a request that went away.
+Under many concurrent uploads, anyio's per-call bookkeeping (cancel scopes, run
+vars, the capacity limiter) took a large share of the event loop's busy time; a
+plain executor makes the same hop for much less (figures: docs/performance.md).
+Like anyio's default, a call is never abandoned: a cancelled caller waits for
+its thread to finish, then sees the cancellation, so a file is never left
+half-written behind a request that went away.
 """
 
 from __future__ import annotations

@@ -34,8 +34,8 @@ def bearer(authorization: str | None) -> str | None:
 
 
 # Tokens already verified, so that the many PATCHes and HEADs of one upload check
-# the signature once: PyJWT's decode was about 5 % of the event loop's time under
-# 100 concurrent uploads. Keyed by token and secret; expiry is checked every time.
+# the signature once: PyJWT's decode showed in the event loop's profile under many
+# concurrent uploads. Keyed by token and secret; expiry is checked every time.
 _verified: OrderedDict[tuple[str, str], TokenClaims] = OrderedDict()
 VERIFIED_MAX = 4096
 

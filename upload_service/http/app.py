@@ -37,8 +37,8 @@ from upload_service.http.tus.headers import TUS_HEADERS, TUS_VERSION
 log = logging.getLogger("upload_service.http.app")
 
 
-# See TusConfig.admitted: measured under 100 concurrent uploads on 2 cores, 4 and 8
-# cut HEAD p99 to 12-31 ms; 16 hardly changed it.
+# See TusConfig.admitted: under a burst of uploads, a bound of 4 or 8 kept HEADs
+# answering promptly, while 16 hardly helped (figures: docs/performance.md).
 LOCAL_ADMITTED = 8
 
 
