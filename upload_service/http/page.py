@@ -31,7 +31,7 @@ LIB_CACHE = {"Cache-Control": "public, max-age=3600"}
 
 def node_modules_dirs() -> list[Path]:
     """Where `npm ci` may have put the libraries: the repository root, or the cwd."""
-    return [HERE.parent / "node_modules", Path.cwd() / "node_modules"]
+    return [HERE.parents[1] / "node_modules", Path.cwd() / "node_modules"]
 
 
 def find_library(name: str) -> Path | None:
