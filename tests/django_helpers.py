@@ -7,6 +7,8 @@ another thread, and an in-memory database is private to each connection.
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -23,6 +25,8 @@ WEBHOOK_SECRET = "whsec_" + "c2VjcmV0LWZvci10aGUtZGphbmdvLWFwcC10ZXN0cw=="
 SERVER_URL = "http://upload.example.test"
 
 if not settings.configured:
+    DATABASE_DIR = tempfile.mkdtemp(prefix="django-tests-")
+    atexit.register(shutil.rmtree, DATABASE_DIR, True)
     settings.configure(
         DEBUG=False,
         SECRET_KEY="tests-only",
@@ -43,7 +47,7 @@ if not settings.configured:
         DATABASES={
             "default": {
                 "ENGINE": "django.db.backends.sqlite3",
-                "NAME": str(Path(tempfile.mkdtemp(prefix="django-tests-")) / "db.sqlite3"),
+                "NAME": str(Path(DATABASE_DIR) / "db.sqlite3"),
             }
         },
         MEDIA_UPLOAD={

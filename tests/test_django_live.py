@@ -104,7 +104,9 @@ def test_the_services_webhooks_reach_the_apps_signals(settings: Settings, tmp_pa
                 received(signals.media_failed) as events["media.failed"],
                 running_worker(hooked),
             ):
-                with Uploader(server.url, issued["token"], retry=RetryPolicy(retries=1)) as up:
+                with Uploader(
+                    server.url, issued["token"], resume=False, retry=RetryPolicy(retries=1)
+                ) as up:
                     # Not media: the pipeline's probe refuses it, a quick final state.
                     result = up.upload(io.BytesIO(os.urandom(50_000)))
                 wait_until(lambda: len(events["media.failed"]) == 1, "media.failed", timeout=60)
