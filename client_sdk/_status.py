@@ -111,7 +111,7 @@ class StatusClient:
         """Poll until the upload reaches one of `until` (by default a final state).
 
         `on_change(record)` is called whenever the record changes. Raises WaitTimeout
-        after `timeout` seconds, Gone if the upload disappears, and ProcessingFailed
+        after `timeout` seconds, NotFound (a Gone) if the upload disappears, and ProcessingFailed
         for `failed` when `raise_on_failure` is set.
         """
         targets = frozenset(until)

@@ -2,6 +2,8 @@
 
 Ctrl-C stops cleanly (exit 130); the same command again continues where it stopped.
 `--wait` then follows processing until the media is ready and prints its outputs.
+stdout carries only the result (the upload URL, or one JSON object with `--json` or
+`--wait`); progress and messages go to stderr, so `| jq` always reads JSON.
 """
 
 from __future__ import annotations
@@ -15,13 +17,50 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
-from ._exceptions import UploadError
+import jwt
+
+from ._exceptions import (
+    ChecksumMismatch,
+    Gone,
+    NetworkError,
+    ServerError,
+    TooLarge,
+    Unauthorized,
+    UploadError,
+    WaitTimeout,
+)
 from ._progress import ProgressBar, human_bytes
+from ._rate import RateLimit
 from ._retry import RetryPolicy
 from ._status import StatusClient
-from ._uploader import Uploader
+from ._uploader import Uploader, UploadResult
 
+EXIT_OK = 0
+EXIT_FAILED = 1  # the upload did not complete (network, server, size, gone)
+EXIT_USAGE = 2  # wrong arguments (argparse's own code)
+EXIT_TOKEN = 3  # the token was refused: a new one, and the same command resumes
+EXIT_PROCESSING = 4  # --wait: processing ended in failed, terminated or expired
+EXIT_WAIT_TIMEOUT = 5  # --wait: still processing after --wait-timeout
 EXIT_INTERRUPTED = 130
+EXIT_CODES = f"""exit status:
+  {EXIT_OK}    uploaded (and with --wait: ready)
+  {EXIT_FAILED}    the upload failed: network, server, too large, gone
+  {EXIT_USAGE}    wrong arguments
+  {EXIT_TOKEN}    the token was refused (expired, wrong): get a new one, run again to resume
+  {EXIT_PROCESSING}    --wait: processing ended failed, terminated or expired
+  {EXIT_WAIT_TIMEOUT}    --wait: still processing after --wait-timeout (the upload is complete)
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C): run the same command again to resume"""
+
+RESUME = "run the same command again: the upload resumes where it stopped"
+# What to do next, by what went wrong (most specific first).
+NEXT_STEP: tuple[tuple[type[UploadError], str], ...] = (
+    (Unauthorized, f"get a new upload token, then {RESUME}"),
+    (TooLarge, "the file is over the server's or the token's size limit"),
+    (Gone, "the upload no longer exists; running the same command starts a new one"),
+    (ChecksumMismatch, f"chunks kept arriving damaged; check the network, then {RESUME}"),
+    (NetworkError, f"check the connection and --server, then {RESUME}"),
+    (ServerError, f"the server failed; {RESUME} (later, if it persists)"),
+)
 SIZE_SUFFIXES = {"k": 1024, "m": 1024**2, "g": 1024**3}
 
 
@@ -41,7 +80,12 @@ def parse_size(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     env = os.environ.get
-    p = argparse.ArgumentParser(prog="media-upload", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="media-upload",
+        description=__doc__.splitlines()[0],
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("file", type=Path, help="the video or audio file to upload")
     p.add_argument(
         "--server", default=env("MEDIA_UPLOAD_SERVER"), help="service URL (MEDIA_UPLOAD_SERVER)"
@@ -59,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--wait", action="store_true", help="follow processing until ready; print outputs"
     )
     p.add_argument(
+        "--json", action="store_true", help="print the result as one JSON object on stdout"
+    )
+    p.add_argument(
         "--api-key", default=env("UPLOAD_API_KEY"), help="status API key (default: the token)"
     )
     p.add_argument(
@@ -73,27 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--retries", type=int, default=8, help="retries per request on network errors/5xx"
     )
     p.add_argument(
-        "--limit-rate", type=parse_size, default=None, help="cap the upload rate, bytes/s"
+        "--limit-rate",
+        type=parse_size,
+        default=None,
+        help="at most this many bytes in any one second (e.g. 2M)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
-
-
-class RateLimit:
-    """Sleeps in the progress callback so that bytes/s stays under the cap."""
-
-    def __init__(self, rate: int) -> None:
-        self.rate = rate
-        self.start: tuple[float, int] | None = None
-
-    def __call__(self, sent: int) -> None:
-        now = time.monotonic()
-        if self.start is None:
-            self.start = (now, sent)
-            return
-        ahead = (sent - self.start[1]) / self.rate - (now - self.start[0])
-        if ahead > 0:
-            time.sleep(ahead)
 
 
 def _metadata(args: argparse.Namespace) -> dict[str, str]:
@@ -109,9 +142,9 @@ def _metadata(args: argparse.Namespace) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if not args.server or not args.token:
-        raise SystemExit("media-upload: --server and --token are required (or MEDIA_UPLOAD_*)")
+        _usage("--server and --token are required (or MEDIA_UPLOAD_SERVER, MEDIA_UPLOAD_TOKEN)")
     if not args.file.is_file():
-        raise SystemExit(f"media-upload: {args.file} is not a file")
+        _usage(f"{args.file} is not a file")
     size = args.file.stat().st_size
     bar = ProgressBar(size, sys.stderr, label=args.file.name)
     limit = RateLimit(args.limit_rate) if args.limit_rate else None
@@ -147,15 +180,50 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_INTERRUPTED)
     except UploadError as exc:
         bar.finish()
-        print(f"media-upload: {type(exc).__name__}: {exc}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(_report(exc, args.token))
     finally:
         uploader.close()
     bar.finish()
     print(f"uploaded {args.file} ({human_bytes(size)}) as {result.id}", file=sys.stderr)
-    print(result.url)
     if args.wait:
-        sys.exit(_follow(args, result.id))
+        sys.exit(_follow(args, result))
+    if args.json:
+        print(json.dumps(_summary(result), indent=2))
+    else:
+        print(result.url)
+
+
+def _usage(message: str) -> None:
+    print(f"media-upload: {message}", file=sys.stderr)
+    sys.exit(EXIT_USAGE)
+
+
+def _report(exc: UploadError, token: str | None) -> int:
+    """The error on stderr, in the server's words, with what to do next; the exit status."""
+    print(f"media-upload: {type(exc).__name__}: {exc}", file=sys.stderr)
+    if isinstance(exc, Unauthorized) and exc.server_message is None:
+        # A HEAD (resuming) has no body to explain itself: look at the token ourselves.
+        expired = _expired_at(token)
+        if expired:
+            print(f"media-upload: the upload token expired at {expired}", file=sys.stderr)
+    step = next((text for kind, text in NEXT_STEP if isinstance(exc, kind)), None)
+    if step:
+        print(f"media-upload: {step}", file=sys.stderr)
+    return EXIT_TOKEN if isinstance(exc, Unauthorized) else EXIT_FAILED
+
+
+def _expired_at(token: str | None) -> str | None:
+    try:
+        exp = jwt.decode(token or "", options={"verify_signature": False}).get("exp")
+    except jwt.InvalidTokenError:
+        return None
+    if not isinstance(exp, int | float) or exp > time.time():
+        return None
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(exp))
+
+
+def _summary(result: UploadResult) -> dict[str, Any]:
+    return {"id": result.id, "url": result.url, "size": result.size, "resumed": result.resumed}
 
 
 def absolute_urls(value: Any, server: str) -> Any:
@@ -169,7 +237,7 @@ def absolute_urls(value: Any, server: str) -> Any:
     return value
 
 
-def _follow(args: argparse.Namespace, upload_id: str) -> int:
+def _follow(args: argparse.Namespace, result: UploadResult) -> int:
     def show(record: dict[str, object]) -> None:
         progress = record.get("progress") or {}
         assert isinstance(progress, dict)
@@ -178,19 +246,21 @@ def _follow(args: argparse.Namespace, upload_id: str) -> int:
 
     with StatusClient(args.server, args.api_key or args.token) as status:
         try:
-            record = status.wait(upload_id, args.wait_timeout, args.poll_interval, on_change=show)
+            record = status.wait(result.id, args.wait_timeout, args.poll_interval, on_change=show)
         except KeyboardInterrupt:
             print(
                 "\nstopped waiting; the upload is complete and processing goes on", file=sys.stderr
             )
             return EXIT_INTERRUPTED
+        except WaitTimeout as exc:
+            print(f"media-upload: {exc}; the upload is complete", file=sys.stderr)
+            return EXIT_WAIT_TIMEOUT
         except UploadError as exc:
-            print(f"media-upload: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return 1
+            return _report(exc, args.api_key or args.token)
     print(
         json.dumps(
             {
-                "id": upload_id,
+                **_summary(result),
                 "state": record["state"],
                 "outputs": absolute_urls(record.get("outputs"), args.server),
                 "error": record.get("error"),
@@ -198,7 +268,7 @@ def _follow(args: argparse.Namespace, upload_id: str) -> int:
             indent=2,
         )
     )
-    return 0 if record["state"] == "ready" else 1
+    return EXIT_OK if record["state"] == "ready" else EXIT_PROCESSING
 
 
 if __name__ == "__main__":

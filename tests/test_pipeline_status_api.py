@@ -94,6 +94,62 @@ async def test_etag_answers_304_until_the_record_changes(
 
 
 @pytest.mark.anyio
+async def test_if_none_match_reads_as_http_says(
+    client: httpx.AsyncClient, make_token: Callable
+) -> None:
+    upload_id = await create(client, make_token())
+    url = f"/v1/uploads/{upload_id}"
+    etag = (await client.get(url, headers=bearer(API_KEY))).headers["etag"]
+
+    def poll(value: str) -> dict[str, str]:
+        return {**bearer(API_KEY), "If-None-Match": value}
+
+    # `*` matches any current representation: the record exists, so nothing changed.
+    assert (await client.get(url, headers=poll("*"))).status_code == 304
+    assert (await client.get(f"/v1/uploads?ids={upload_id}", headers=poll("*"))).status_code == 304
+    # A list of tags, and weak tags, compared weakly as GET does.
+    assert (await client.get(url, headers=poll(f'"other", {etag}'))).status_code == 304
+    assert (await client.get(url, headers=poll(f"W/{etag}"))).status_code == 304
+    assert (await client.get(url, headers=poll('"other"'))).status_code == 200
+    # Nothing to match against: the 404 stands.
+    assert (await client.get("/v1/uploads/nope", headers=poll("*"))).status_code == 404
+
+
+@pytest.mark.anyio
+async def test_a_wrong_api_key_is_called_a_wrong_api_key(
+    client: httpx.AsyncClient, make_token: Callable
+) -> None:
+    upload_id = await create(client, make_token())
+    for url in (f"/v1/uploads/{upload_id}", f"/v1/uploads?ids={upload_id}", f"/files/{upload_id}"):
+        resp = await client.get(url, headers=bearer("not-the-key"))
+        assert resp.status_code == 401
+        assert resp.json()["error"]["message"] == (
+            "wrong API key: it does not match the server's UPLOAD_API_KEY"
+        ), url
+    events = await client.get(f"/v1/uploads/{upload_id}/events", headers=bearer("not-the-key"))
+    assert events.status_code == 401 and "wrong API key" in events.json()["error"]["message"]
+    # On tus requests the API key has no place: a non-token says it is not a token.
+    tus = await client.head(
+        f"/files/{upload_id}", headers={**bearer("not-the-key"), "Tus-Resumable": "1.0.0"}
+    )
+    assert tus.status_code == 401
+    patch = await client.patch(
+        f"/files/{upload_id}",
+        content=b"x",
+        headers={
+            **bearer("not-the-key"),
+            "Tus-Resumable": "1.0.0",
+            "Upload-Offset": "0",
+            "Content-Type": "application/offset+octet-stream",
+        },
+    )
+    assert (
+        patch.json()["error"]["message"]
+        == "invalid upload token: not a JWT (three dot-separated parts)"
+    )
+
+
+@pytest.mark.anyio
 async def test_status_survives_a_redis_restart(
     client: httpx.AsyncClient,
     make_token: Callable,

@@ -13,10 +13,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from client_sdk import mint_upload_token
-from upload_service.core.settings import Settings
+from upload_service.core.settings import Settings, _read_dotenv
 from upload_service.core.store.factory import check_store_settings
 
 
@@ -92,12 +93,25 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> None:
     raise SystemExit(dramatiq_main(make_argument_parser().parse_args(argv)))
 
 
+def _dev_secret_file(settings: Settings) -> Path:
+    return settings.data_dir / ".dev-secret"
+
+
 def cmd_token(args: argparse.Namespace, settings: Settings) -> None:
-    if not settings.token_secret:
-        raise SystemExit("UPLOAD_TOKEN_SECRET is not set")
+    secret = settings.token_secret
+    dev_secret = _dev_secret_file(settings)
+    if not secret and dev_secret.is_file():
+        # What `dev` signs with when no secret is configured: its tokens must work there.
+        print(f"signing with the secret of `upload-service dev` ({dev_secret})", file=sys.stderr)
+        secret = dev_secret.read_text().strip()
+    if not secret:
+        raise SystemExit(
+            f"UPLOAD_TOKEN_SECRET is not set, and there is no {dev_secret} "
+            "(which `upload-service dev` writes)"
+        )
     print(
         mint_upload_token(
-            settings.token_secret,
+            secret,
             args.sub,
             ttl=args.ttl,
             max_bytes=args.max_bytes,
@@ -132,45 +146,58 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _start_own_redis(children: list[subprocess.Popen[bytes]]) -> tuple[str, str]:
+    """A private redis-server on a free port, nothing kept on disk: (its URL, its dir)."""
+    redis_server = shutil.which("redis-server")
+    if not redis_server:
+        raise SystemExit(
+            "dev runs a Redis of its own and redis-server is not installed "
+            "(or set REDIS_URL to a Redis that dev may share)"
+        )
+    port = _free_port()
+    redis_dir = tempfile.mkdtemp(prefix="upload-dev-redis-")
+    children.append(
+        subprocess.Popen(
+            [redis_server, "--port", str(port), "--bind", "127.0.0.1"]
+            + ["--save", "", "--appendonly", "no", "--dir", redis_dir],
+            stdout=subprocess.DEVNULL,
+        )
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    for _ in range(50):
+        if _redis_answers(url):
+            break
+        time.sleep(0.1)
+    return url, redis_dir
+
+
+def _secret_source(settings: Settings, secret_file: Path) -> str:
+    if settings.token_secret:
+        return "UPLOAD_TOKEN_SECRET"
+    return f"{secret_file} (`upload-service token` uses it too)"
+
+
 def cmd_dev(args: argparse.Namespace, settings: Settings) -> None:
-    """Everything on one machine: Redis if needed, a worker, the server."""
+    """Everything on one machine: a Redis of its own (unless REDIS_URL names one that
+    answers), a worker, the server, and a token secret in the data dir."""
     env = dict(os.environ)
     children: list[subprocess.Popen[bytes]] = []
     scratch: list[str] = []  # removed on exit
-    if not _redis_answers(settings.redis_url):
-        redis_server = shutil.which("redis-server")
-        if not redis_server:
-            raise SystemExit(
-                f"no Redis answers at {settings.redis_url} and redis-server is not installed"
-            )
-        port = _free_port()
-        redis_dir = tempfile.mkdtemp(prefix="upload-dev-redis-")
+    # Only a Redis named on purpose is shared: one that merely answers on the default
+    # port may hold another program's queues and keys, which dev must not touch.
+    chosen = os.environ.get("REDIS_URL") or _read_dotenv(Path(".env")).get("REDIS_URL")
+    if chosen and _redis_answers(chosen):
+        print(f"Redis: {chosen} (REDIS_URL), shared with whatever else uses that database")
+    else:
+        if chosen:
+            print(f"nothing answers at REDIS_URL={chosen}")
+        env["REDIS_URL"], redis_dir = _start_own_redis(children)
         scratch.append(redis_dir)
-        children.append(
-            subprocess.Popen(
-                [
-                    redis_server,
-                    "--port",
-                    str(port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    redis_dir,
-                ],
-                stdout=subprocess.DEVNULL,
-            )
+        print(
+            f"Redis: started a local Redis of its own at {env['REDIS_URL']} "
+            "(nothing else uses it; it stops with dev)"
         )
-        env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
-        for _ in range(50):
-            if _redis_answers(env["REDIS_URL"]):
-                break
-            time.sleep(0.1)
-        print(f"started a local Redis at {env['REDIS_URL']}")
-    secret_file = settings.data_dir / ".dev-secret"
+    secret_file = _dev_secret_file(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if not settings.token_secret:
         if not secret_file.exists():
@@ -193,6 +220,7 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> None:
         f"tus endpoint:  {base}/files/\n"
         f"status API:    {base}/v1/uploads/<id>  (Authorization: Bearer {env['UPLOAD_API_KEY']})\n"
         f"upload token:  {token}\n"
+        f"token secret:  {_secret_source(settings, secret_file)}\n"
         f"data dir:      {env['UPLOAD_DATA_DIR']}\n",
         flush=True,
     )
@@ -244,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=cmd_worker)
 
     dev = sub.add_parser(
-        "dev", help="Redis (if none answers), a worker and the server, for trying it out"
+        "dev", help="its own Redis (unless REDIS_URL names one), a worker and the server"
     )
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8000)

@@ -10,7 +10,7 @@ from typing import Any
 
 import jwt
 
-from upload_service.core.errors import Unauthorized
+from upload_service.core.errors import ServiceError, Unauthorized
 
 KINDS = ("video", "audio")
 
@@ -57,6 +57,8 @@ def decode_token(token: str | None, secret: str) -> TokenClaims:
 
 
 def _verify(token: str, secret: str) -> TokenClaims:
+    if not looks_like_jwt(token):  # PyJWT would say "Not enough segments"
+        raise Unauthorized("invalid upload token: not a JWT (three dot-separated parts)")
     try:
         claims = jwt.decode(
             token, secret, algorithms=["HS256"], options={"require": ["sub", "exp"]}
@@ -86,3 +88,28 @@ def _verify(token: str, secret: str) -> TokenClaims:
 
 def is_api_key(token: str | None, api_key: str | None) -> bool:
     return bool(token and api_key and hmac.compare_digest(token.encode(), api_key.encode()))
+
+
+def looks_like_jwt(token: str) -> bool:
+    return token.count(".") == 2
+
+
+def wrong_api_key(api_key: str | None) -> ServiceError:
+    if not api_key:
+        return Unauthorized("this server has no API key: UPLOAD_API_KEY is not set")
+    return Unauthorized("wrong API key: it does not match the server's UPLOAD_API_KEY")
+
+
+def api_key_or_owner(token: str | None, api_key: str | None, secret: str) -> str | None:
+    """None for the backend (the API key), else the upload token's `sub`.
+
+    Something that is neither the key nor shaped like a token was meant as the key:
+    the refusal says the key is wrong rather than how the token failed to parse.
+    """
+    if is_api_key(token, api_key):
+        return None
+    if token is None:
+        raise Unauthorized("send Authorization: Bearer <API key or upload token>")
+    if not looks_like_jwt(token):
+        raise wrong_api_key(api_key)
+    return decode_token(token, secret).sub

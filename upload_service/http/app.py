@@ -23,7 +23,7 @@ from upload_service.core.media_signing import media_signer
 from upload_service.core.settings import Settings
 from upload_service.core.status import CachePublisher
 from upload_service.core.tokens import TokenClaims, bearer, decode_token
-from upload_service.http import page, webhooks_api
+from upload_service.http import openapi, page, webhooks_api
 from upload_service.http import status_api as api
 from upload_service.http.downloads import Downloads
 from upload_service.http.media import MediaEndpoint
@@ -110,6 +110,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         Route("/healthz", api.healthz, methods=["GET"]),
         Route("/readyz", api.readyz, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),
+        Route("/openapi.json", openapi.endpoint, methods=["GET"]),
         *page.routes,  # GET /upload: the browser upload page
         Route(
             "/media/{upload_id}/{name:path}",

@@ -15,7 +15,7 @@ from starlette.responses import Response, StreamingResponse
 from upload_service.core.errors import NotFound
 from upload_service.core.ids import is_safe_id
 from upload_service.core.store.base import UploadGone, UploadInfo, UploadNotFound, UploadStore
-from upload_service.core.tokens import bearer, decode_token, is_api_key
+from upload_service.core.tokens import api_key_or_owner, bearer
 
 
 class Downloads:
@@ -28,9 +28,7 @@ class Downloads:
         token = bearer(request.headers.get("authorization"))
         upload_id = request.path_params["upload_id"]
         # Credentials first: without them, a missing and an existing upload look alike.
-        owner = (
-            None if is_api_key(token, self.api_key) else decode_token(token, self.token_secret).sub
-        )
+        owner = api_key_or_owner(token, self.api_key, self.token_secret)
         if not is_safe_id(upload_id):
             raise NotFound("no such upload")
         try:

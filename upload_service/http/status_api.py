@@ -11,13 +11,13 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from upload_service.core.errors import BadRequest, NotFound, Unauthorized
+from upload_service.core.errors import BadRequest, NotFound
 from upload_service.core.ids import is_safe_id
 from upload_service.core.metrics import exposition
 from upload_service.core.playback import PlaybackURLs
 from upload_service.core.status import etag_of
 from upload_service.core.threads import run_blocking
-from upload_service.core.tokens import bearer, decode_token, is_api_key
+from upload_service.core.tokens import api_key_or_owner, bearer
 
 if TYPE_CHECKING:
     from upload_service.http.services import Services
@@ -33,19 +33,15 @@ class StatusAPI:
 
     def _caller(self, request: Request) -> str | None:
         """None for the backend (API key), else the token's `sub`."""
-        token = bearer(request.headers.get("authorization"))
         settings = self.services.settings
-        if is_api_key(token, settings.api_key):
-            return None
-        if token is None:
-            raise Unauthorized("send Authorization: Bearer <API key or upload token>")
         assert settings.token_secret is not None
-        return decode_token(token, settings.token_secret).sub
+        token = bearer(request.headers.get("authorization"))
+        return api_key_or_owner(token, settings.api_key, settings.token_secret)
 
     def _cached(self, request: Request, body: bytes) -> Response:
         etag = etag_of(body)
         headers = {"ETag": etag, "Cache-Control": "no-cache"}
-        if etag in request.headers.get("if-none-match", ""):
+        if none_match(request.headers.get("if-none-match"), etag):
             return Response(status_code=304, headers=headers)
         return Response(body, media_type="application/json", headers=headers)
 
@@ -73,6 +69,15 @@ class StatusAPI:
             bodies = [b for b in bodies if json.loads(b)["owner"] == caller]
         signed = [self.playback.body(b) for b in bodies]
         return self._cached(request, b'{"uploads":[' + b",".join(signed) + b"]}")
+
+
+def none_match(header: str | None, etag: str) -> bool:
+    """Whether If-None-Match fails for a resource that exists (RFC 9110, 13.1.2): `*`
+    matches any current representation, else one of the listed tags, compared weakly."""
+    if not header:
+        return False
+    tags = [tag.strip() for tag in header.split(",")]
+    return "*" in tags or etag in (tag.removeprefix("W/") for tag in tags)
 
 
 async def healthz(request: Request) -> Response:

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from upload_service.core.errors import NotFound, ServiceError, Unauthorized
 from upload_service.core.ids import is_safe_id
 from upload_service.core.threads import run_blocking
-from upload_service.core.tokens import bearer, is_api_key
+from upload_service.core.tokens import bearer, is_api_key, wrong_api_key
 from upload_service.core.webhook_log import WebhookLog
 
 if TYPE_CHECKING:
@@ -36,8 +36,11 @@ class WebhooksAPI:
 
     def _require_api_key(self, request: Request) -> None:
         token = bearer(request.headers.get("authorization"))
-        if not is_api_key(token, self.services.settings.api_key):
+        api_key = self.services.settings.api_key
+        if token is None:
             raise Unauthorized("send Authorization: Bearer <API key>")
+        if not is_api_key(token, api_key):
+            raise wrong_api_key(api_key)
 
     async def _require_upload(self, upload_id: str) -> None:
         if not is_safe_id(upload_id):
