@@ -37,7 +37,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Middleware
 from redis import Redis
 
-from processors.broker import setup_broker
+from processors.broker import redis_client, setup_broker
 from upload_service.core.errors import Locked
 from upload_service.core.events import emit
 from upload_service.core.jobs import MAINTENANCE_QUEUE, DramatiqJobQueue, JobQueue
@@ -111,7 +111,7 @@ def sweep_expired_uploads(
     store = store or make_store(settings)
     sync_redis = Redis.from_url(settings.redis_url)
     status = StatusStore(settings.status_dir, sync_redis)
-    jobs = DramatiqJobQueue.from_url(settings.redis_url) if settings.webhook_url else None
+    jobs = DramatiqJobQueue.on_redis(sync_redis) if settings.webhook_url else None
 
     async def run() -> list[str]:
         redis = RedisWire(settings.redis_url)
@@ -281,7 +281,8 @@ class SweepChainStarter(Middleware):
 
 
 if dramatiq.broker.global_broker is None:  # imported alone (`upload-service sweep`)
-    setup_broker()
+    _settings = Settings.from_env()
+    setup_broker(_settings, redis_client(_settings))
 
 
 @dramatiq.actor(actor_name=ACTOR_NAME, queue_name=MAINTENANCE_QUEUE, max_retries=0)
