@@ -4,7 +4,7 @@
     process_upload_exhausted(msg, info) queue "media"        retries ran out
     withdraw_upload(upload_id)          queue "media"        after a DELETE: processors.withdraw
     deliver_webhook(event, ...)         queue "webhooks"     processors.webhooks
-    sweep_expired(...)                  queue "maintenance"  processors.sweeper
+    sweep_expired()                     queue "maintenance"  processors.sweep_schedule
 
 The server never imports this: it sends plain messages by actor name
 (`upload_service.core.jobs`), so the names and queues here must match ACTOR_QUEUES.
@@ -36,7 +36,7 @@ redis = redis_client(settings)  # the process's one client: broker, status, lock
 broker = setup_broker(settings, redis)
 
 # Imported only now, so that everything declaring actors binds to this broker.
-from . import pipeline, sweeper, webhooks  # noqa: E402
+from . import pipeline, sweep_schedule, webhooks  # noqa: E402
 from .failures import MediaError  # noqa: E402
 from .publish import make_publisher  # noqa: E402
 from .withdraw import withdraw  # noqa: E402
@@ -96,5 +96,6 @@ def withdraw_upload(upload_id: str) -> None:
 # Scratch dirs older than twice any job's limit are leftovers of killed jobs never redone.
 STALE_WORK_DIR_AGE = 2 * BACKSTOP_TIME_LIMIT_MS / 1000
 broker.add_middleware(WorkerBoot(settings, context, STALE_WORK_DIR_AGE, ACTOR_QUEUES))
+broker.add_middleware(sweep_schedule.SweepScheduler(settings.sweep_interval))
 # Declared by their modules on import; named here so no linter calls the import unused.
-DECLARED_ELSEWHERE = (webhooks.deliver_webhook, sweeper.sweep_expired)
+DECLARED_ELSEWHERE = (webhooks.deliver_webhook, sweep_schedule.sweep_expired)
