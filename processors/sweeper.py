@@ -6,12 +6,10 @@ removes the bytes (`store.expire`, which keeps the info so the id still answers
 410 instead of 404), marks the status record `expired` and announces
 `upload.expired`. Finished uploads are never touched.
 
-It runs as `upload-service sweep` (once) and as the periodic Dramatiq actor
-`sweep_expired` on the `maintenance` queue, which re-enqueues itself with a
-delay. A worker that boots starts the chain unless a Redis key says one is
-already alive, so N worker processes still make one chain.
+It runs as `upload-service sweep` (once) and as the Dramatiq actor
+`sweep_expired`, once per UPLOAD_SWEEP_INTERVAL (`processors.sweep_schedule`).
 
-Each periodic run also reconciles the processing trigger (`resend_stuck_uploads`):
+Each run also reconciles the processing trigger (`resend_stuck_uploads`):
 the server marks an upload `uploaded`, then sends `process_upload`; a Redis
 failure between the two leaves a status that waits for a job never sent. An
 upload still `uploaded` after PIPELINE_RESEND_AFTER seconds, or finished in the
@@ -24,23 +22,16 @@ from __future__ import annotations
 
 import functools
 import logging
-import secrets
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
 
 import anyio
-import dramatiq
-import dramatiq.broker
-from dramatiq.brokers.redis import RedisBroker
-from dramatiq.middleware import Middleware
 from redis import Redis
 
-from processors.broker import setup_broker
 from upload_service.core.errors import Locked
 from upload_service.core.events import emit
-from upload_service.core.jobs import MAINTENANCE_QUEUE, DramatiqJobQueue, JobQueue
+from upload_service.core.jobs import DramatiqJobQueue, JobQueue
 from upload_service.core.locks import RedisLocker
 from upload_service.core.logs import log_event
 from upload_service.core.settings import Settings
@@ -50,11 +41,6 @@ from upload_service.core.store.factory import make_store
 from upload_service.fastpath.redis_wire import RedisWire
 
 log = logging.getLogger("processors.sweeper")
-
-ACTOR_NAME = "sweep_expired"
-# Alive while a chain of periodic sweeps exists; refreshed by every run.
-CHAIN_KEY = "upload-sweeper:chain"
-MAX_DELAY = 6 * 24 * 3600
 
 
 async def stored_uploads(store: UploadStore) -> AsyncIterator[UploadInfo]:
@@ -111,7 +97,7 @@ def sweep_expired_uploads(
     store = store or make_store(settings)
     sync_redis = Redis.from_url(settings.redis_url)
     status = StatusStore(settings.status_dir, sync_redis)
-    jobs = DramatiqJobQueue.from_url(settings.redis_url) if settings.webhook_url else None
+    jobs = DramatiqJobQueue.on_redis(sync_redis) if settings.webhook_url else None
 
     async def run() -> list[str]:
         redis = RedisWire(settings.redis_url)
@@ -201,96 +187,3 @@ def resend_stuck_uploads(
         )
     finally:
         sync_redis.close()
-
-
-# -- the periodic actor -----------------------------------------------------------
-
-
-def schedule_sweep(broker: dramatiq.Broker, interval: float, chain: str, delay: float) -> None:
-    """Enqueue one `sweep_expired` run of `chain`, `delay` seconds from now."""
-    message: dramatiq.Message[Any] = dramatiq.Message(
-        queue_name=MAINTENANCE_QUEUE,
-        actor_name=ACTOR_NAME,
-        args=(interval, chain),
-        kwargs={},
-        options={},
-    )
-    # Redis brokers refuse delays of 7 days or more.
-    delay_ms = int(min(delay, MAX_DELAY) * 1000)
-    broker.enqueue(message, delay=delay_ms or None)
-
-
-def _chain_ttl(interval: float) -> int:
-    # Two intervals of slack: a run delayed by a busy queue must not look dead.
-    return max(60, int(min(interval, MAX_DELAY) * 2))
-
-
-def run_periodic_sweep(
-    settings: Settings, broker: dramatiq.Broker, interval: float, chain: str | None = None
-) -> list[str]:
-    """One link of a chain: sweep now, then enqueue the next link.
-
-    The Redis key names the live chain. A run of another chain (two workers that
-    booted while the key had lapsed) ends there, so duplicates die out; a run
-    without a chain (a one-off `sweep_expired` message) starts one if none lives.
-    """
-    try:
-        try:
-            resend_stuck_uploads(settings, DramatiqJobQueue(broker))
-        except Exception:  # its own failure must not stop the expiry sweep
-            log.exception("sweeper.resend_failed")
-        return sweep_expired_uploads(settings)
-    finally:
-        # Even after a failed sweep: the chain must outlive one bad run.
-        if not isinstance(broker, RedisBroker):
-            schedule_sweep(broker, interval, chain or "local", interval)
-        else:
-            live = broker.client.get(CHAIN_KEY)
-            live_chain = live.decode() if isinstance(live, bytes) else live
-            if live_chain is None or live_chain == chain:
-                chain = chain or secrets.token_hex(8)
-                broker.client.set(CHAIN_KEY, chain, ex=_chain_ttl(interval))
-                schedule_sweep(broker, interval, chain, interval)
-            else:
-                log_event(log, "sweeper.chain_ended", chain=chain, live_chain=live_chain)
-
-
-def ensure_sweep_chain(broker: dramatiq.Broker, interval: float) -> bool:
-    """Start a chain of sweeps unless one is alive; True when this call started it."""
-    if not isinstance(broker, RedisBroker):
-        return False  # stub brokers in tests: nothing runs periodically there
-    chain = secrets.token_hex(8)
-    if not broker.client.set(CHAIN_KEY, chain, ex=_chain_ttl(interval), nx=True):
-        return False
-    schedule_sweep(broker, interval, chain, 0)
-    return True
-
-
-class SweepChainStarter(Middleware):
-    """Starts the periodic sweep when a worker process boots (once per chain)."""
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-
-    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        try:
-            if ensure_sweep_chain(broker, self.interval):
-                log_event(log, "sweeper.chain_started", interval=self.interval)
-        except Exception:  # Redis down at boot: the next boot retries
-            log.exception("sweeper.chain_start_failed")
-
-
-if dramatiq.broker.global_broker is None:  # imported alone (`upload-service sweep`)
-    setup_broker()
-
-
-@dramatiq.actor(actor_name=ACTOR_NAME, queue_name=MAINTENANCE_QUEUE, max_retries=0)
-def sweep_expired(interval: float | None = None, chain: str | None = None) -> None:
-    settings = Settings.from_env()
-    swept = run_periodic_sweep(
-        settings, sweep_expired.broker, interval or settings.sweep_interval, chain
-    )
-    log_event(log, "sweeper.done", swept=len(swept))
-
-
-sweep_expired.broker.add_middleware(SweepChainStarter(Settings.from_env().sweep_interval))

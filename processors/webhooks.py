@@ -3,12 +3,15 @@
 The server only enqueues events (`upload_service.core.events.emit`); this module POSTs
 them to `WEBHOOK_URL`, signed as Standard Webhooks says, and keeps trying.
 
-Retries are scheduled here, not by Dramatiq's Retries middleware (`max_retries=0`):
-a failed attempt re-enqueues the same event with the next attempt number and a
-delay from `WEBHOOK_RETRY_SCHEDULE`, or from `Retry-After` on a 429/503. The event
-id is the `webhook-id` of every attempt, so receivers can drop duplicates. A 410
-answer stops the retries, and so does the end of the schedule. Every attempt is
-recorded in the webhook log (`upload_service.core.webhook_log`).
+Retries are Dramatiq's (its Retries middleware): a failed attempt raises
+`dramatiq.Retry` with the next delay of `WEBHOOK_RETRY_SCHEDULE` (or the
+receiver's `Retry-After` on a 429/503), and Dramatiq re-enqueues the very same
+message with that delay, so every attempt carries the same event id as its
+`webhook-id` and receivers can drop duplicates. The attempt number is the
+message's retry count (`CurrentMessage`) added to where the message started.
+A 410 answer stops the retries, and so does the end of the schedule: the
+attempt then returns normally. Every attempt is recorded in the webhook log
+(`upload_service.core.webhook_log`).
 
 Importing this module declares the actor on the current broker, so import it
 after `processors.broker.setup_broker()` (as `processors.actors` does).
@@ -29,6 +32,7 @@ from typing import Any
 
 import dramatiq
 import httpx
+from dramatiq.middleware import CurrentMessage
 
 from upload_service.core.jobs import WEBHOOK_QUEUE
 from upload_service.core.logs import log_event
@@ -218,7 +222,12 @@ def next_delay(result: Result, retry: int, schedule: tuple[float, ...]) -> tuple
 
 
 def deliver(event: dict[str, Any], attempt: int = 1, retry: int = 0) -> str:
-    """One attempt of one event; schedules the next one if needed. Returns the outcome."""
+    """One attempt of one event, logged; returns the outcome.
+
+    `attempt` numbers it for the log; `retry` is its place in the schedule (0: the
+    first try of an event, or of a resend). When another attempt should follow,
+    raises `dramatiq.Retry` with its delay, for Dramatiq's Retries middleware.
+    """
     settings = current_settings()
     history = webhook_log(settings)
     upload_id = event["data"]["id"]
@@ -247,17 +256,39 @@ def deliver(event: dict[str, Any], attempt: int = 1, retry: int = 0) -> str:
     level = logging.INFO if outcome == "delivered" else logging.WARNING
     log_event(log, f"webhook.{outcome}", level, upload_id=upload_id, **entry)
     if delay is not None:
-        deliver_webhook.send_with_options(
-            args=(event, attempt + 1, retry + 1), delay=int(delay * 1000)
-        )
+        raise dramatiq.Retry(f"webhook {outcome}: {result.error}", delay=int(delay * 1000))
     return outcome
+
+
+def retries_so_far() -> int:
+    """How often Dramatiq has retried the message being processed (0 outside a worker)."""
+    message = CurrentMessage.get_current_message()
+    return int(message.options.get("retries", 0)) if message is not None else 0
+
+
+def should_retry(retries: int, exception: BaseException) -> bool:
+    """Dramatiq's `retry_when`: our own `Retry` always (the schedule was consulted
+    before raising it); any other failure (a bug, the time limit) as many times
+    as the schedule has delays, with Dramatiq's backoff: at least once holds.
+
+    Not `max_retries`: the schedule is a setting, read where the worker runs,
+    while actor options are fixed when the actor is declared."""
+    if isinstance(exception, dramatiq.Retry):
+        return True
+    return retries < len(current_settings().webhook_schedule)
 
 
 @dramatiq.actor(
     actor_name="deliver_webhook",
     queue_name=WEBHOOK_QUEUE,
-    max_retries=0,
+    retry_when=should_retry,
+    # Only for failures that are not an answer from the receiver (see should_retry).
+    min_backoff=5_000,
+    max_backoff=int(MAX_DELAY * 1000),
     time_limit=TIME_LIMIT_MS,
 )
 def deliver_webhook(event: dict[str, Any], attempt: int = 1, retry: int = 0) -> None:
-    deliver(event, attempt, retry)
+    """`attempt`, `retry`: where this message starts. The server sends (event) for a new
+    event and (event, next attempt number, 0) for a resend, whose schedule starts afresh."""
+    done = retries_so_far()
+    deliver(event, attempt + done, retry + done)

@@ -19,29 +19,18 @@ import pytest
 import redis
 from conftest import API_KEY, settings_env
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq_helpers import DramatiqClock, queued
 from pipeline_helpers import WorkerProcess
 from tus_helpers import age_upload, create, finished_upload, head, patch
 
-from processors.sweeper import (
-    CHAIN_KEY,
-    SweepChainStarter,
-    ensure_sweep_chain,
-    resend_stuck_uploads,
-    run_periodic_sweep,
-    sweep_expired,
-    sweep_expired_uploads,
-)
+from processors import broker as worker_broker
+from processors.sweep_schedule import offer_sweep, run_sweep, sweep_expired, sweep_lock
+from processors.sweeper import resend_stuck_uploads, sweep_expired_uploads
 from upload_service.core.jobs import MemoryJobQueue
 from upload_service.core.settings import Settings
 from upload_service.core.status import StatusStore, iso
 
 pytestmark = pytest.mark.anyio
-
-
-def queued(redis_client: redis.Redis, queue: str) -> list[dict[str, Any]]:
-    """Messages waiting in a Dramatiq Redis queue, decoded."""
-    bodies = redis_client.hvals(f"dramatiq:{queue}.msgs")
-    return [json.loads(b) for b in bodies]
 
 
 async def status_of(client: httpx.AsyncClient, upload_id: str) -> dict[str, Any]:
@@ -158,23 +147,41 @@ async def test_cli_sweep_command(
     assert (await head(client, token, stale)).status_code == 410
 
 
-# -- the periodic actor ---------------------------------------------------------
+# -- the periodic sweep -----------------------------------------------------------
 
 MAINTENANCE_KEYS = (
     "dramatiq:maintenance",
     "dramatiq:maintenance.msgs",
     "dramatiq:maintenance.DQ",
     "dramatiq:maintenance.DQ.msgs",
-    CHAIN_KEY,
 )
+
+
+def clear_maintenance(client: redis.Redis) -> None:
+    client.delete(*MAINTENANCE_KEYS, *client.scan_iter("upload-sweeper:*"))
 
 
 @pytest.fixture
 def maintenance_queue(redis_client: redis.Redis) -> Iterator[redis.Redis]:
-    """An empty maintenance queue, emptied again after: a later worker must not run these."""
-    redis_client.delete(*MAINTENANCE_KEYS)
+    """No sweep queued or offered, and none again after: a later worker must not run these."""
+    clear_maintenance(redis_client)
     yield redis_client
-    redis_client.delete(*MAINTENANCE_KEYS)
+    clear_maintenance(redis_client)
+
+
+@pytest.fixture
+def worker_brokers(settings: Settings) -> Iterator[list[RedisBroker]]:
+    """The brokers of three worker processes, each on its own Redis client."""
+    brokers = [
+        worker_broker.make_broker(settings, worker_broker.redis_client(settings)) for _ in range(3)
+    ]
+    yield brokers
+    for broker in brokers:
+        broker.client.close()
+
+
+def sweeps_queued(client: redis.Redis) -> int:
+    return len([m for m in queued(client, "maintenance") if m["actor_name"] == "sweep_expired"])
 
 
 def test_actor_is_declared_on_the_maintenance_queue() -> None:
@@ -182,63 +189,45 @@ def test_actor_is_declared_on_the_maintenance_queue() -> None:
     assert sweep_expired.queue_name == "maintenance"
 
 
-def test_periodic_sweep_reenqueues_itself_with_a_delay(
-    settings: Settings, maintenance_queue: redis.Redis
+def test_worker_processes_together_queue_one_sweep_per_interval(
+    settings: Settings,
+    maintenance_queue: redis.Redis,
+    worker_brokers: list[RedisBroker],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    redis_client = maintenance_queue
-    broker = RedisBroker(url=settings.redis_url)
-    before_ms = time.time() * 1000
+    clock = DramatiqClock(monkeypatch)
+    clock.advance_to((clock.now_ms // 900_000 + 1) * 900_000)  # the start of an interval
 
-    # A one-off run (no chain) with no chain alive starts one.
-    assert run_periodic_sweep(settings, broker, interval=900) == []
+    # Every process offers a sweep when it boots, and again a minute later.
+    offers = [offer_sweep(broker, 900) for broker in worker_brokers]
+    clock.advance(60)
+    offers += [offer_sweep(broker, 900) for broker in worker_brokers]
+    assert offers.count(True) == 1
+    assert sweeps_queued(maintenance_queue) == 1
 
-    [message] = queued(redis_client, "maintenance.DQ")
-    assert message["actor_name"] == "sweep_expired"
-    interval, chain = message["args"]
-    assert interval == 900
-    assert message["options"]["eta"] >= before_ms + 900_000
-    # The run marks its chain alive, so booting workers start no second chain.
-    assert redis_client.get(CHAIN_KEY) == chain.encode()
-    assert ensure_sweep_chain(broker, 900) is False
-    # The next link of the same chain goes on.
-    run_periodic_sweep(settings, broker, 900, chain)
-    assert len(queued(redis_client, "maintenance.DQ")) == 2
-    broker.close()
+    clock.advance(900)  # the next interval: one more
+    assert [offer_sweep(broker, 900) for broker in worker_brokers].count(True) == 1
+    assert sweeps_queued(maintenance_queue) == 2
 
 
-def test_a_duplicate_chain_ends(settings: Settings, maintenance_queue: redis.Redis) -> None:
-    redis_client = maintenance_queue
-    broker = RedisBroker(url=settings.redis_url)
-    redis_client.set(CHAIN_KEY, "the-live-chain")
-    run_periodic_sweep(settings, broker, 900, "a-stray-chain")
-    assert queued(redis_client, "maintenance.DQ") == []
-    # A one-off run sweeps too, and leaves the live chain alone.
-    run_periodic_sweep(settings, broker, 900, None)
-    assert queued(redis_client, "maintenance.DQ") == []
-    assert redis_client.get(CHAIN_KEY) == b"the-live-chain"
-    broker.close()
+async def test_no_sweep_starts_while_another_runs(
+    client: httpx.AsyncClient,
+    make_token: Callable[..., str],
+    settings: Settings,
+    maintenance_queue: redis.Redis,
+    worker_brokers: list[RedisBroker],
+) -> None:
+    token = make_token()
+    stale = await create(client, token, 10)
+    age_upload(settings, stale, settings.expiry + 1)
+    first, second = worker_brokers[:2]
 
+    with sweep_lock(first, settings.sweep_interval).acquire():  # a sweep in progress
+        assert await anyio.to_thread.run_sync(run_sweep, settings, second) is None
+        assert (await status_of(client, stale))["state"] == "uploading"
 
-def test_worker_boot_starts_one_chain(settings: Settings, maintenance_queue: redis.Redis) -> None:
-    redis_client = maintenance_queue
-    broker = RedisBroker(url=settings.redis_url)
-    starter = SweepChainStarter(interval=600)
-
-    starter.after_worker_boot(broker, None)  # type: ignore[arg-type]
-    starter.after_worker_boot(broker, None)  # type: ignore[arg-type]  # a second process
-
-    # One immediate sweep, not two.
-    [message] = queued(redis_client, "maintenance")
-    assert message["actor_name"] == "sweep_expired"
-    assert message["args"] == [600, redis_client.get(CHAIN_KEY).decode()]  # type: ignore[union-attr]
-    assert 0 < redis_client.ttl(CHAIN_KEY) <= 1200
-    broker.close()
-
-
-def test_stub_brokers_start_no_chain() -> None:
-    from dramatiq.brokers.stub import StubBroker
-
-    assert ensure_sweep_chain(StubBroker(), 60) is False
+    assert await anyio.to_thread.run_sync(run_sweep, settings, second) == [stale]
+    assert (await status_of(client, stale))["state"] == "expired"
 
 
 @pytest.mark.e2e
@@ -248,7 +237,7 @@ async def test_a_booting_worker_sweeps(
     settings: Settings,
     maintenance_queue: redis.Redis,
 ) -> None:
-    """`upload-service worker` starts the chain: its first sweep runs at boot."""
+    """`upload-service worker` schedules the sweep: the first one runs at boot."""
     token = make_token()
     stale = await create(client, token, 10)
     age_upload(settings, stale, settings.expiry + 1)
@@ -261,14 +250,6 @@ async def test_a_booting_worker_sweeps(
             await anyio.sleep(0.05)
         assert (await status_of(client, stale))["state"] == "expired", worker.log()
         assert not (settings.uploads_dir / stale).exists()
-        # ...and the next sweep waits in the delay queue, an interval away (it is
-        # enqueued after the sweep's status writes, so wait for it too).
-        for _ in range(200):
-            if queued(maintenance_queue, "maintenance.DQ"):
-                break
-            await anyio.sleep(0.05)
-        [message] = queued(maintenance_queue, "maintenance.DQ")
-        assert message["args"][0] == 3600
     finally:
         await anyio.to_thread.run_sync(worker.stop)
 
@@ -350,18 +331,17 @@ async def test_periodic_sweep_resends_through_the_broker(
     make_token: Callable[..., str],
     settings: Settings,
     maintenance_queue: redis.Redis,
+    worker_brokers: list[RedisBroker],
 ) -> None:
     redis_client = maintenance_queue
     token = make_token()
     stale = await finished_upload(client, token, b"stale upload")
     set_status(settings, stale, age=settings.pipeline_resend_after + 60)
-    broker = RedisBroker(url=settings.redis_url)
     try:
-        await anyio.to_thread.run_sync(run_periodic_sweep, settings, broker, 900)
+        await anyio.to_thread.run_sync(run_sweep, settings, worker_brokers[0])
         [message] = media_jobs(redis_client, stale)
         assert message["queue_name"] == "media"
     finally:
-        broker.close()
         # Leave nothing behind for a worker that a later test starts on this Redis.
         for message in media_jobs(redis_client, stale):
             key = message["options"]["redis_message_id"]

@@ -24,6 +24,7 @@ import httpx
 import pytest
 import redis
 from conftest import API_KEY, LiveServer, RedisServer, settings_env
+from dramatiq_helpers import DramatiqClock
 from media_helpers import make_video
 from standardwebhooks.webhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError as StdVerificationError
@@ -36,6 +37,7 @@ from client_sdk import (
     WebhookVerificationError,
     verify_webhook,
 )
+from upload_service.core.jobs import DramatiqJobQueue
 from upload_service.core.settings import Settings
 from upload_service.core.webhook_log import WebhookLog
 
@@ -70,6 +72,11 @@ def wh_settings(settings: Settings, redis_server: RedisServer, receiver: Receive
         webhook_schedule=(0.2, 0.2),
         webhook_timeout=5.0,
     )
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> DramatiqClock:
+    return DramatiqClock(monkeypatch)
 
 
 @pytest.fixture
@@ -182,16 +189,21 @@ def test_hanging_receiver_is_timed_out_and_retried(harness: Harness, receiver: R
 
 
 @pytest.mark.parametrize("status", [429, 503])
-def test_retry_after_is_honoured(harness: Harness, receiver: Receiver, status: int) -> None:
-    receiver.script = [("status", status, {"Retry-After": "1"})]
-    harness.emit()
+def test_retry_after_replaces_the_scheduled_delay(
+    harness: Harness, receiver: Receiver, clock: DramatiqClock, status: int
+) -> None:
+    receiver.script = [("status", status, {"Retry-After": "3600"})]
+    event = harness.emit()
+    retry = harness.wait_for_retry(1)
+    # The schedule says 0.2 s; the receiver asked for an hour and gets it.
+    assert retry["options"]["eta"] - clock.now_ms == 3600 * 1000
+    clock.advance_to(retry["options"]["eta"])
     harness.drain()
 
+    assert receiver.ids() == [event["id"]] * 2
     first, second = harness.attempts()
-    # The schedule says 0.2 s; the receiver asked for 1 s and got it.
-    assert (first["status"], first["retry_in"]) == (status, 1.0)
+    assert (first["status"], first["outcome"], first["retry_in"]) == (status, "retrying", 3600.0)
     assert second["outcome"] == "delivered"
-    assert receiver.requests[1].at - receiver.requests[0].at >= 1.0
 
 
 def test_410_stops_the_retries(harness: Harness, receiver: Receiver) -> None:
@@ -204,13 +216,82 @@ def test_410_stops_the_retries(harness: Harness, receiver: Receiver) -> None:
     assert (only["status"], only["outcome"], only["retry_in"]) == (410, "stopped", None)
 
 
-def test_retries_stop_when_the_schedule_is_exhausted(harness: Harness, receiver: Receiver) -> None:
-    receiver.script = [("status", 500, {})] * 5
-    harness.emit()
-    harness.drain()
+# --- the retry schedule, hours of it, on Dramatiq's stopped clock ------------------------
 
-    assert len(receiver.requests) == 3  # the first attempt + one per scheduled delay
-    assert [a["outcome"] for a in harness.attempts()] == ["retrying", "retrying", "gave_up"]
+
+def run_schedule(harness: Harness, clock: DramatiqClock, retries: int) -> list[float]:
+    """Let `retries` scheduled retries come due; the seconds each one waited."""
+    waits = []
+    for count in range(1, retries + 1):
+        eta = harness.wait_for_retry(count)["options"]["eta"]
+        waits.append((eta - clock.now_ms) / 1000)
+        clock.advance_to(eta)
+    harness.drain()
+    return waits
+
+
+def test_a_failing_receiver_is_retried_for_hours_on_the_schedule_then_given_up(
+    harness: Harness, receiver: Receiver, clock: DramatiqClock
+) -> None:
+    schedule = Settings.webhook_schedule  # the default: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h
+    assert sum(schedule) > 24 * 3600
+    harness.use(webhook_schedule=schedule)
+    receiver.script = [("status", 500, {})] * (len(schedule) + 1)
+    event = harness.emit()
+
+    waits = run_schedule(harness, clock, len(schedule))
+
+    assert waits == list(schedule)
+    assert receiver.ids() == [event["id"]] * (len(schedule) + 1)
+    assert len({r.body for r in receiver.requests}) == 1
+    # The delivery log (what GET /v1/uploads/{id}/events lists): one entry per attempt.
+    assert [
+        (a["attempt"], a["status"], a["outcome"], a["retry_in"]) for a in harness.attempts()
+    ] == [
+        *[(n, 500, "retrying", delay) for n, delay in enumerate(schedule, start=1)],
+        (len(schedule) + 1, 500, "gave_up", None),
+    ]
+
+
+def test_a_resend_numbers_on_and_starts_the_schedule_afresh(
+    harness: Harness, receiver: Receiver, clock: DramatiqClock
+) -> None:
+    harness.use(webhook_schedule=(60.0, 600.0))
+    receiver.script = [("status", 500, {})] * 4
+    event = harness.emit()
+    run_schedule(harness, clock, 2)
+    # What POST .../events/{id}/resend enqueues: the event, the next attempt number, 0.
+    DramatiqJobQueue(harness.broker).send("deliver_webhook", event, 4, 0)
+    waits = run_schedule(harness, clock, 1)
+
+    assert waits == [60.0]
+    assert receiver.ids() == [event["id"]] * 5
+    assert [(a["attempt"], a["outcome"]) for a in harness.attempts()] == [
+        (1, "retrying"),
+        (2, "retrying"),
+        (3, "gave_up"),
+        (4, "retrying"),
+        (5, "delivered"),
+    ]
+
+
+def test_a_retry_queued_by_an_earlier_release_carries_on_where_it_was(
+    harness: Harness, receiver: Receiver, clock: DramatiqClock
+) -> None:
+    """Earlier releases queued each retry as a message of its own: (event, attempt, retry)."""
+    harness.use(webhook_schedule=(5.0, 300.0, 1800.0))
+    receiver.script = [("status", 500, {})]
+    event = harness.event()
+    DramatiqJobQueue(harness.broker).send("deliver_webhook", event, 3, 2)
+
+    waits = run_schedule(harness, clock, 1)
+
+    assert waits == [1800.0]
+    assert [(a["attempt"], a["outcome"], a["retry_in"]) for a in harness.attempts()] == [
+        (3, "retrying", 1800.0),
+        (4, "delivered", None),
+    ]
+    assert receiver.ids() == [event["id"]] * 2
 
 
 # --- the whole path: server -> Redis -> worker -> receiver ---------------------------

@@ -12,7 +12,9 @@ from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq_helpers import queued
 
+from processors.broker import make_broker, redis_client
 from upload_service.core.events import build_event
 from upload_service.core.jobs import WEBHOOK_QUEUE, DramatiqJobQueue
 from upload_service.core.settings import Settings
@@ -96,6 +98,7 @@ class Harness:
 
     settings: Settings
     broker: RedisBroker
+    worker: dramatiq.Worker
     receiver: Receiver
 
     def use(self, **changes: Any) -> Settings:
@@ -109,7 +112,9 @@ class Harness:
     def log(self) -> WebhookLog:
         return WebhookLog(self.settings.data_dir / "webhooks")
 
-    def emit(self, event_type: str = "upload.completed", upload_id: str = "up-1") -> dict[str, Any]:
+    def event(
+        self, event_type: str = "upload.completed", upload_id: str = "up-1"
+    ) -> dict[str, Any]:
         record = {
             "id": upload_id,
             "owner": "user-1",
@@ -118,13 +123,31 @@ class Harness:
             "created_at": iso(),
             "updated_at": iso(),
         }
-        event = build_event(event_type, record)
+        return build_event(event_type, record)
+
+    def emit(self, event_type: str = "upload.completed", upload_id: str = "up-1") -> dict[str, Any]:
+        """An event, sent as the server sends one."""
+        event = self.event(event_type, upload_id)
         DramatiqJobQueue(self.broker).send("deliver_webhook", event)
         return event
 
     def drain(self, timeout: float = 30) -> None:
         """Returns once no delivery is queued, delayed or running (retries included)."""
         self.broker.join(WEBHOOK_QUEUE, timeout=int(timeout * 1000))
+        self.worker.join()
+
+    def wait_for_retry(self, retries: int) -> dict[str, Any]:
+        """The delivery message waiting in the delay queue after its `retries`-th failure."""
+        client = self.broker.client
+
+        def waiting() -> dict[str, Any] | None:
+            for message in queued(client, f"{WEBHOOK_QUEUE}.DQ"):
+                if message["options"].get("retries") == retries:
+                    return message
+            return None
+
+        found: dict[str, Any] = wait_until(waiting, what=f"retry {retries} to be scheduled")
+        return found
 
     def attempts(self, upload_id: str = "up-1") -> list[dict[str, Any]]:
         return [a for e in self.log.history(upload_id) for a in e["attempts"]]
@@ -133,7 +156,7 @@ class Harness:
 def start_harness(settings: Settings, receiver: Receiver) -> Iterator[Harness]:
     from processors import webhooks
 
-    broker = RedisBroker(url=settings.redis_url)
+    broker = make_broker(settings, redis_client(settings))
     actor = webhooks.deliver_webhook
     previous = actor.broker
     # The actor was declared on whatever broker was current at import time;
@@ -144,12 +167,12 @@ def start_harness(settings: Settings, receiver: Receiver) -> Iterator[Harness]:
     worker = dramatiq.Worker(broker, queues={WEBHOOK_QUEUE}, worker_threads=2, worker_timeout=100)
     worker.start()
     try:
-        yield Harness(settings, broker, receiver)
+        yield Harness(settings, broker, worker, receiver)
     finally:
         worker.stop()
         actor.broker = previous
         webhooks.configure(None)
-        broker.close()
+        broker.client.close()
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:

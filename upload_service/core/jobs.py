@@ -7,10 +7,13 @@ with the same names and queues.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
+
+if TYPE_CHECKING:
+    from redis import Redis
 
 PIPELINE_QUEUE = "media"
 WEBHOOK_QUEUE = "webhooks"
@@ -29,12 +32,15 @@ class JobQueue(Protocol):
 
 
 class DramatiqJobQueue:
+    """Sends through `broker`: a worker's own broker, or one over a process's client."""
+
     def __init__(self, broker: dramatiq.Broker) -> None:
         self.broker = broker
 
     @classmethod
-    def from_url(cls, redis_url: str) -> DramatiqJobQueue:
-        return cls(RedisBroker(url=redis_url))
+    def on_redis(cls, client: Redis) -> DramatiqJobQueue:
+        """Over the process's sync Redis client (bytes replies), with no pool of its own."""
+        return cls(RedisBroker(client=client))
 
     def send(self, actor: str, *args: Any) -> None:
         message: dramatiq.Message[Any] = dramatiq.Message(

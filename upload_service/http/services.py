@@ -62,7 +62,7 @@ class Services:
             "locker": RedisLocker(wire, ttl=settings.lock_ttl),
             "status": StatusStore(settings.status_dir, sync_redis),
             "reader": StatusReader(settings.status_dir, redis, NearCache(wire)),
-            "jobs": DramatiqJobQueue.from_url(settings.redis_url),
+            "jobs": DramatiqJobQueue.on_redis(sync_redis),
             "redis": redis,
             "wire": wire,
             "media": make_media_source(settings),

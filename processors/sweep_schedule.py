@@ -1,0 +1,145 @@
+"""When the sweep runs: once per UPLOAD_SWEEP_INTERVAL, however many workers there are.
+
+The sweep itself (`processors.sweeper`) expires abandoned uploads and re-sends
+lost processing jobs; this module only schedules it, with Dramatiq's own parts:
+
+- Every worker process, once booted (`SweepScheduler`), offers a `sweep_expired`
+  message now and then. A `BucketRateLimiter` of one per interval, in Redis,
+  lets exactly one offer through per interval across all processes and
+  machines; the others are no-ops. Intervals are aligned to the clock, so a
+  worker that boots sweeps at once unless this interval's sweep was sent.
+- The actor holds a `ConcurrentRateLimiter` of one (Dramatiq's distributed
+  mutex): a sweep never starts while another runs.
+
+Why not a cron line (`upload-service sweep` is there for one-off runs): every
+deployment would need a scheduler of its own on exactly one machine, and a
+deployment without one would silently never sweep. Dramatiq has no periodic
+messages of its own (its documentation points to an external scheduler that
+sends them); the workers are that scheduler here, and the rate limiters make
+N of them behave as one. Unlike a chain of self-re-enqueueing messages, there
+is nothing to lose: a missed or failed offer is made again a minute later.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import Middleware
+from dramatiq.rate_limits import BucketRateLimiter, ConcurrentRateLimiter
+from dramatiq.rate_limits.backends import RedisBackend
+
+from upload_service.core.jobs import MAINTENANCE_QUEUE, DramatiqJobQueue
+from upload_service.core.logs import log_event
+from upload_service.core.settings import Settings
+
+from .sweeper import resend_stuck_uploads, sweep_expired_uploads
+
+log = logging.getLogger("processors.sweep_schedule")
+
+ACTOR_NAME = "sweep_expired"
+# Redis keys (under these prefixes) of the two rate limiters.
+OFFERED_KEY = "upload-sweeper:offered"
+RUNNING_KEY = "upload-sweeper:running"
+# How often each worker process offers a sweep: the most a lost offer delays one.
+OFFER_EVERY = 60.0
+
+
+def _redis_broker(broker: dramatiq.Broker) -> RedisBroker:
+    if not isinstance(broker, RedisBroker):
+        raise TypeError("the sweep is scheduled through Redis: it needs a RedisBroker")
+    return broker
+
+
+def _interval_ms(interval: float) -> int:
+    return max(1000, int(interval * 1000))
+
+
+def offer_sweep(broker: dramatiq.Broker, interval: float) -> bool:
+    """Enqueue a sweep unless one was enqueued this interval; True when this call did."""
+    redis_broker = _redis_broker(broker)
+    once_per_interval = BucketRateLimiter(
+        RedisBackend(client=redis_broker.client),
+        OFFERED_KEY,
+        limit=1,
+        bucket=_interval_ms(interval),
+    )
+    with once_per_interval.acquire(raise_on_failure=False) as first:
+        if first:
+            message: dramatiq.Message[Any] = dramatiq.Message(
+                queue_name=MAINTENANCE_QUEUE, actor_name=ACTOR_NAME, args=(), kwargs={}, options={}
+            )
+            redis_broker.enqueue(message)
+    return bool(first)
+
+
+def sweep_lock(broker: dramatiq.Broker, interval: float) -> ConcurrentRateLimiter:
+    """The mutex every sweep holds. It has no renewal, so it lapses after one
+    interval (far longer than a sweep takes): a killed sweep blocks one at most."""
+    return ConcurrentRateLimiter(
+        RedisBackend(client=_redis_broker(broker).client),
+        RUNNING_KEY,
+        limit=1,
+        ttl=_interval_ms(interval),
+    )
+
+
+def run_sweep(settings: Settings, broker: dramatiq.Broker) -> list[str] | None:
+    """Re-send lost jobs and expire abandoned uploads, unless a sweep runs already.
+
+    Returns the expired upload ids, or None when another sweep held the lock.
+    """
+    with sweep_lock(broker, settings.sweep_interval).acquire(raise_on_failure=False) as alone:
+        if not alone:
+            log_event(log, "sweeper.skipped", reason="another sweep is running")
+            return None
+        try:
+            resend_stuck_uploads(settings, DramatiqJobQueue(broker))
+        except Exception:  # its own failure must not stop the expiry sweep
+            log.exception("sweeper.resend_failed")
+        return sweep_expired_uploads(settings)
+
+
+@dramatiq.actor(actor_name=ACTOR_NAME, queue_name=MAINTENANCE_QUEUE, max_retries=0)
+def sweep_expired(*former_chain_args: Any) -> None:
+    """One sweep. `former_chain_args`: (interval, chain) of messages the earlier
+    self-re-enqueueing chain left queued; ignored, each such message is one sweep."""
+    swept = run_sweep(Settings.from_env(), sweep_expired.broker)
+    if swept is not None:
+        log_event(log, "sweeper.done", swept=len(swept))
+
+
+class SweepScheduler(Middleware):
+    """In each worker process, a daemon thread that offers a sweep every OFFER_EVERY s."""
+
+    def __init__(self, interval: float, offer_every: float = OFFER_EVERY) -> None:
+        self.interval = interval
+        self.offer_every = min(offer_every, interval)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._offer_until_stopped, args=(broker,), name="sweep-scheduler", daemon=True
+        )
+        self._thread.start()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _offer_until_stopped(self, broker: dramatiq.Broker) -> None:
+        while True:
+            try:
+                if offer_sweep(broker, self.interval):
+                    log_event(log, "sweeper.scheduled", interval=self.interval)
+            except Exception:  # Redis away: the next offer tries again
+                log.exception("sweeper.offer_failed")
+            if self._stop.wait(self.offer_every):
+                return
