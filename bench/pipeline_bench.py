@@ -126,7 +126,8 @@ def run_pipeline(ctx: PipelineContext, source: Path, n: int) -> Timing:
 
 def run_through_worker(settings: Settings, status: StatusStore, source: Path, n: int) -> float:
     upload_id = new_upload(settings, status, source, n)
-    jobs = DramatiqJobQueue.from_url(settings.redis_url)
+    assert status.redis is not None
+    jobs = DramatiqJobQueue.on_redis(status.redis)
     started = time.perf_counter()
     jobs.send("process_upload", upload_id)
     path = settings.status_dir / f"{upload_id}.json"
