@@ -36,6 +36,7 @@ import dramatiq.broker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Middleware
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 
 from processors.broker import setup_broker
 from upload_service.core.errors import Locked
@@ -43,11 +44,11 @@ from upload_service.core.events import emit
 from upload_service.core.jobs import MAINTENANCE_QUEUE, DramatiqJobQueue, JobQueue
 from upload_service.core.locks import RedisLocker
 from upload_service.core.logs import log_event
+from upload_service.core.redis_commands import RedisCommands
 from upload_service.core.settings import Settings
 from upload_service.core.status import Record, StatusStore
 from upload_service.core.store import UploadGone, UploadInfo, UploadNotFound, UploadStore
 from upload_service.core.store.factory import make_store
-from upload_service.fastpath.redis_wire import RedisWire
 
 log = logging.getLogger("processors.sweeper")
 
@@ -111,16 +112,18 @@ def sweep_expired_uploads(
     store = store or make_store(settings)
     sync_redis = Redis.from_url(settings.redis_url)
     status = StatusStore(settings.status_dir, sync_redis)
-    jobs = DramatiqJobQueue.from_url(settings.redis_url) if settings.webhook_url else None
+    jobs = DramatiqJobQueue(RedisBroker(client=sync_redis)) if settings.webhook_url else None
 
     async def run() -> list[str]:
-        redis = RedisWire(settings.redis_url)
+        # The upload locks the server's PATCHes hold, with the stock client: the
+        # fast path is the server's.
+        redis = AsyncRedis.from_url(settings.redis_url)
         try:
             return await sweep_store(
                 store,
                 status,
                 jobs,
-                RedisLocker(redis, ttl=settings.lock_ttl),
+                RedisLocker(RedisCommands(redis), ttl=settings.lock_ttl),
                 settings.expiry,
                 time.time() if now is None else now,
             )

@@ -108,11 +108,13 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace, settings: Settings) -> None:
+    from dramatiq.brokers.redis import RedisBroker
+
     from processors.sweeper import resend_stuck_uploads, sweep_expired_uploads
     from upload_service.core.jobs import DramatiqJobQueue
 
     removed = sweep_expired_uploads(settings)
-    resent = resend_stuck_uploads(settings, DramatiqJobQueue.from_url(settings.redis_url))
+    resent = resend_stuck_uploads(settings, DramatiqJobQueue(RedisBroker(url=settings.redis_url)))
     print(f"swept {len(removed)} expired upload(s); re-sent {len(resent)} lost processing job(s)")
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import dramatiq
-from dramatiq.brokers.redis import RedisBroker
 
 PIPELINE_QUEUE = "media"
 WEBHOOK_QUEUE = "webhooks"
@@ -29,12 +28,11 @@ class JobQueue(Protocol):
 
 
 class DramatiqJobQueue:
+    """Sends through `broker`: in a server, a RedisBroker on the process's own client
+    (`RedisBroker(client=...)`), so the broker opens no connections of its own."""
+
     def __init__(self, broker: dramatiq.Broker) -> None:
         self.broker = broker
-
-    @classmethod
-    def from_url(cls, redis_url: str) -> DramatiqJobQueue:
-        return cls(RedisBroker(url=redis_url))
 
     def send(self, actor: str, *args: Any) -> None:
         message: dramatiq.Message[Any] = dramatiq.Message(
