@@ -10,7 +10,8 @@ so a long transcode keeps it, while the lock of a SIGKILLed worker lapses
 within one TTL. That TTL must stay below Dramatiq's WORKER_HEARTBEAT_TIMEOUT:
 the dead worker's message is requeued only then, and its redo must find the
 lock gone (see `lock_ttl`). Renewal and release check the holder's random
-token in a Lua script, so a holder whose key lapsed never frees another's.
+token in a Lua script (`upload_service.core.redis_scripts`, shared with the
+upload locks), so a holder whose key lapsed never frees another's.
 
 Synchronous (redis-py), as workers run actors in threads. Not to be confused
 with `upload_service.core.locks`, the async lock of a tus upload's PATCHes.
@@ -27,25 +28,12 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from upload_service.core.logs import log_event
+from upload_service.core.redis_scripts import lock_scripts
 
 log = logging.getLogger("processors.joblock")
 
 KEY_PREFIX = "pipeline-lock:"
 MAX_TTL = 30.0
-
-# KEYS[1]: the lock key; ARGV[1]: the holder's token; ARGV[2]: the new TTL (ms).
-_RENEW = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-    return redis.call('pexpire', KEYS[1], ARGV[2])
-end
-return 0
-"""
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-    return redis.call('del', KEYS[1])
-end
-return 0
-"""
 
 
 def lock_ttl(heartbeat_timeout: float) -> float:
@@ -64,6 +52,7 @@ class JobLock:
         self, redis: Redis, name: str, ttl: float = MAX_TTL, renew_every: float | None = None
     ) -> None:
         self.redis = redis
+        self.scripts = lock_scripts(redis)
         self.key = KEY_PREFIX + name
         self.token = secrets.token_hex(16)
         self.ttl_ms = max(1, int(ttl * 1000))
@@ -87,7 +76,7 @@ class JobLock:
     def _renew_loop(self) -> None:
         while not self._stop.wait(self.renew_every):
             try:
-                renewed = self.redis.eval(_RENEW, 1, self.key, self.token, self.ttl_ms)
+                renewed = self.scripts.renew(keys=[self.key], args=[self.token, self.ttl_ms])
             except RedisError as exc:  # a blip: the next renewal may still be in time
                 log_event(log, "joblock.renew_failed", logging.WARNING, key=self.key, error=exc)
                 continue
@@ -108,7 +97,7 @@ class JobLock:
             return
         self.held = False
         try:
-            self.redis.eval(_RELEASE, 1, self.key, self.token)
+            self.scripts.release(keys=[self.key], args=[self.token])
         except RedisError as exc:  # it lapses within the TTL anyway
             log_event(log, "joblock.release_failed", logging.WARNING, key=self.key, error=exc)
 

@@ -28,17 +28,18 @@ from datetime import UTC, datetime
 
 import anyio
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 
 from upload_service.core.errors import Locked
 from upload_service.core.events import emit
 from upload_service.core.jobs import DramatiqJobQueue, JobQueue
 from upload_service.core.locks import RedisLocker
 from upload_service.core.logs import log_event
+from upload_service.core.redis_commands import RedisCommands
 from upload_service.core.settings import Settings
 from upload_service.core.status import Record, StatusStore
 from upload_service.core.store import UploadGone, UploadInfo, UploadNotFound, UploadStore
 from upload_service.core.store.factory import make_store
-from upload_service.fastpath.redis_wire import RedisWire
 
 log = logging.getLogger("processors.sweeper")
 
@@ -100,13 +101,15 @@ def sweep_expired_uploads(
     jobs = DramatiqJobQueue.on_redis(sync_redis) if settings.webhook_url else None
 
     async def run() -> list[str]:
-        redis = RedisWire(settings.redis_url)
+        # The upload locks the server's PATCHes hold, with the stock client: the
+        # fast path is the server's.
+        redis = AsyncRedis.from_url(settings.redis_url)
         try:
             return await sweep_store(
                 store,
                 status,
                 jobs,
-                RedisLocker(redis, ttl=settings.lock_ttl),
+                RedisLocker(RedisCommands(redis), ttl=settings.lock_ttl),
                 settings.expiry,
                 time.time() if now is None else now,
             )

@@ -88,5 +88,4 @@ async def app_client(
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         c.app = app  # type: ignore[attr-defined]
         yield c
-    await services.redis.aclose()
-    await services.wire.aclose()
+    await services.aclose()

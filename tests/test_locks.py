@@ -1,4 +1,6 @@
-"""One contract, every Locker: MemoryLocker and RedisLocker (real Redis).
+"""One contract, every Locker: MemoryLocker, and RedisLocker (real Redis) on each client
+that can carry its commands: redis-py's asyncio client (the stock path) and the fast
+path's wire client.
 
 Redis alone also promises what only a shared lock can: a dead holder's lock
 expires after its TTL, a live holder's lock is renewed for as long as it holds
@@ -7,6 +9,7 @@ it, and a holder never releases a lock that has passed to someone else.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import signal
@@ -24,34 +27,53 @@ from conftest import RedisServer
 from redis.asyncio import Redis
 
 from upload_service.core.errors import Locked
-from upload_service.core.locks import Locker, MemoryLocker, RedisLocker
+from upload_service.core.locks import Locker, LockKeys, MemoryLocker, RedisLocker
+from upload_service.core.redis_commands import RedisCommands
 from upload_service.fastpath.redis_wire import RedisWire
+from upload_service.fastpath.wire_commands import WireCommands
 
 pytestmark = pytest.mark.anyio
+
+CLIENTS = ["redis-py", "wire"]
+Commands = RedisCommands | WireCommands
 
 
 @pytest.fixture
 async def aredis(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    """A plain client to look at (and tamper with) the keys the lockers hold."""
     client = Redis.from_url(redis_server.url)
     yield client
     await client.aclose()
 
 
-@pytest.fixture
-async def wire(redis_server: RedisServer) -> AsyncIterator[RedisWire]:
-    client = RedisWire(redis_server.url)
-    yield client
-    await client.aclose()
+def open_keys(kind: str, url: str) -> Commands:
+    if kind == "wire":
+        return WireCommands(RedisWire(url))
+    return RedisCommands(Redis.from_url(url))
 
 
-@pytest.fixture(params=["memory", "redis"])
-def make_locker(request: pytest.FixtureRequest, wire: RedisWire) -> Callable[[], Locker]:
+@pytest.fixture(params=CLIENTS)
+async def keys(
+    request: pytest.FixtureRequest, redis_server: RedisServer
+) -> AsyncIterator[Commands]:
+    commands = open_keys(request.param, redis_server.url)
+    yield commands
+    await commands.aclose()
+
+
+@pytest.fixture(params=["memory", *CLIENTS])
+async def make_locker(
+    request: pytest.FixtureRequest, redis_server: RedisServer
+) -> AsyncIterator[Callable[[], Locker]]:
     """Lockers that share their state, like two server processes sharing Redis."""
     if request.param == "memory":
         shared = MemoryLocker()
-        return lambda: shared
+        yield lambda: shared
+        return
+    commands = open_keys(request.param, redis_server.url)
     prefix = f"test-lock-{secrets.token_hex(4)}:"
-    return lambda: RedisLocker(wire, ttl=5, prefix=prefix)
+    yield lambda: RedisLocker(commands, ttl=5, prefix=prefix)
+    await commands.aclose()
 
 
 async def test_second_holder_is_refused(make_locker: Callable[[], Locker]) -> None:
@@ -106,15 +128,43 @@ async def test_the_error_is_423() -> None:
 
 # -- Redis only --------------------------------------------------------------------------
 
+
+async def test_both_clients_share_the_same_locks(redis_server: RedisServer) -> None:
+    """A fast-path server and a stock process (the sweeper) exclude each other."""
+    prefix = f"mixed-{secrets.token_hex(4)}:"
+    wire = WireCommands(RedisWire(redis_server.url))
+    stock = RedisCommands(Redis.from_url(redis_server.url))
+    try:
+        on_wire, on_stock = RedisLocker(wire, prefix=prefix), RedisLocker(stock, prefix=prefix)
+        for holder, other in ((on_wire, on_stock), (on_stock, on_wire)):
+            async with holder.lock("k"):
+                with pytest.raises(Locked):
+                    async with other.lock("k"):
+                        pass
+            async with other.lock("k"):  # released for the other client too
+                pass
+    finally:
+        await wire.aclose()
+        await stock.aclose()
+
+
 DYING_HOLDER = textwrap.dedent(
     """
     import asyncio, sys
+    from redis.asyncio import Redis
     from upload_service.core.locks import RedisLocker
+    from upload_service.core.redis_commands import RedisCommands
     from upload_service.fastpath.redis_wire import RedisWire
+    from upload_service.fastpath.wire_commands import WireCommands
 
     async def main():
-        locker = RedisLocker(RedisWire(sys.argv[1]), ttl=float(sys.argv[3]), prefix="dead:")
-        async with locker.lock(sys.argv[2]):
+        url, key, ttl, kind = sys.argv[1:]
+        if kind == "wire":
+            keys = WireCommands(RedisWire(url))
+        else:
+            keys = RedisCommands(Redis.from_url(url))
+        locker = RedisLocker(keys, ttl=float(ttl), prefix="dead:")
+        async with locker.lock(key):
             print("held", flush=True)
             await asyncio.Event().wait()
 
@@ -123,10 +173,10 @@ DYING_HOLDER = textwrap.dedent(
 )
 
 
-def kill_a_holder(redis_url: str, key: str) -> None:
+def kill_a_holder(redis_url: str, key: str, kind: str) -> None:
     """A process takes the lock (TTL 1 s), then dies without releasing it."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", DYING_HOLDER, redis_url, key, "1"],
+        [sys.executable, "-c", DYING_HOLDER, redis_url, key, "1", kind],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -138,12 +188,13 @@ def kill_a_holder(redis_url: str, key: str) -> None:
         proc.wait()
 
 
+@pytest.mark.parametrize("kind", CLIENTS)
 async def test_dead_holders_lock_expires_after_its_ttl(
-    redis_server: RedisServer, aredis: Redis, wire: RedisWire
+    redis_server: RedisServer, aredis: Redis, keys: LockKeys, kind: str
 ) -> None:
     key = secrets.token_hex(4)
-    await anyio.to_thread.run_sync(kill_a_holder, redis_server.url, key)
-    locker = RedisLocker(wire, ttl=1, prefix="dead:")
+    await anyio.to_thread.run_sync(kill_a_holder, redis_server.url, key, kind)
+    locker = RedisLocker(keys, ttl=1, prefix="dead:")
     # Dead, but its lock is still there: nobody can know it died.
     ttl_ms = await aredis.pttl(f"dead:{key}")
     assert 0 < ttl_ms <= 1000
@@ -161,10 +212,10 @@ async def test_dead_holders_lock_expires_after_its_ttl(
         pytest.fail("the dead holder's lock never expired")
 
 
-async def test_renewal_keeps_a_long_hold_alive(aredis: Redis, wire: RedisWire) -> None:
+async def test_renewal_keeps_a_long_hold_alive(aredis: Redis, keys: LockKeys) -> None:
     prefix = f"renew-{secrets.token_hex(4)}:"
-    holder = RedisLocker(wire, ttl=0.3, prefix=prefix)
-    other = RedisLocker(wire, ttl=0.3, prefix=prefix)
+    holder = RedisLocker(keys, ttl=0.3, prefix=prefix)
+    other = RedisLocker(keys, ttl=0.3, prefix=prefix)
     async with holder.lock("k"):
         for _ in range(12):  # about 4 TTLs
             await anyio.sleep(0.1)
@@ -177,10 +228,10 @@ async def test_renewal_keeps_a_long_hold_alive(aredis: Redis, wire: RedisWire) -
         pass
 
 
-async def test_holder_never_releases_a_lock_it_lost(aredis: Redis, wire: RedisWire) -> None:
+async def test_holder_never_releases_a_lock_it_lost(aredis: Redis, keys: LockKeys) -> None:
     prefix = f"lost-{secrets.token_hex(4)}:"
-    first = RedisLocker(wire, ttl=5, prefix=prefix)
-    second = RedisLocker(wire, ttl=5, prefix=prefix)
+    first = RedisLocker(keys, ttl=5, prefix=prefix)
+    second = RedisLocker(keys, ttl=5, prefix=prefix)
     async with AsyncExitStack() as stack:
         async with first.lock("k"):
             await aredis.delete(prefix + "k")  # as if first's TTL ran out during a stall
@@ -193,12 +244,10 @@ async def test_holder_never_releases_a_lock_it_lost(aredis: Redis, wire: RedisWi
     assert not await aredis.exists(prefix + "k")
 
 
-async def test_a_holder_that_loses_its_lock_is_cancelled(aredis: Redis, wire: RedisWire) -> None:
+async def test_a_holder_that_loses_its_lock_is_cancelled(aredis: Redis, keys: LockKeys) -> None:
     """If the lock passed to someone else, the old holder must stop writing."""
-    import asyncio
-
     prefix = f"lost-{secrets.token_hex(4)}:"
-    locker = RedisLocker(wire, ttl=0.6, prefix=prefix)
+    locker = RedisLocker(keys, ttl=0.6, prefix=prefix)
     reached_the_end = False
 
     async def hold() -> None:
@@ -213,3 +262,17 @@ async def test_a_holder_that_loses_its_lock_is_cancelled(aredis: Redis, wire: Re
         await task
     assert not reached_the_end
     assert await aredis.get(prefix + "k") == b"someone-else"  # never released by the loser
+
+
+async def test_locks_hold_across_a_redis_that_forgot_its_scripts(
+    aredis: Redis, keys: LockKeys
+) -> None:
+    """A restarted Redis knows no scripts: renewal and release must still work."""
+    prefix = f"noscript-{secrets.token_hex(4)}:"
+    locker = RedisLocker(keys, ttl=0.3, prefix=prefix)
+    async with locker.lock("k"):
+        await aredis.script_flush()
+        await anyio.sleep(0.5)  # renewed past its first TTL, though the script was gone
+        assert await aredis.exists(prefix + "k")
+        await aredis.script_flush()
+    assert not await aredis.exists(prefix + "k")  # released, likewise

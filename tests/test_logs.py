@@ -1,4 +1,5 @@
-"""Logs are written by a thread of their own and still carry the request id and tracebacks."""
+"""Logs are written by a thread of their own and still carry the request id and tracebacks;
+a stopping server writes its last lines."""
 
 from __future__ import annotations
 
@@ -15,33 +16,53 @@ from conftest import LiveServer
 from upload_service.core import logs
 
 
-class WritesRecorded(io.StringIO):
-    """A log stream that remembers each write: its text and the thread that made it."""
+class SlowStream(io.StringIO):
+    """A log stream that cannot take a line until the test lets it (a full stderr pipe)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.writes: list[tuple[str, str]] = []
+        self.open = threading.Event()
 
     def write(self, text: str) -> int:
-        self.writes.append((threading.current_thread().name, text))
+        self.open.wait(30)
         return super().write(text)
 
 
 @pytest.fixture
-def captured() -> Iterator[WritesRecorded]:
+def captured() -> Iterator[SlowStream]:
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level
-    stream = WritesRecorded()
+    stream = SlowStream()
     logs.configure("INFO", as_json=True, stream=stream)
     yield stream
+    stream.open.set()
     logs.stop_writer()
     root.handlers[:] = saved_handlers
     root.setLevel(saved_level)
 
 
-def test_records_are_written_off_the_calling_thread_with_their_request_id(
-    captured: WritesRecorded,
-) -> None:
+def test_a_log_call_never_waits_for_a_stuck_stream(captured: SlowStream) -> None:
+    # The stream takes nothing yet: a caller that wrote itself would hang here,
+    # as a request on the event loop would behind a full stderr pipe.
+    logged = threading.Event()
+
+    def log_some() -> None:
+        for i in range(100):
+            logs.log_event(logging.getLogger("t"), "http.request", n=i)
+        logged.set()
+
+    caller = threading.Thread(target=log_some, daemon=True)
+    caller.start()
+    assert logged.wait(20), "a log call waited for the stream"
+    assert captured.getvalue() == ""
+    captured.open.set()
+    logs.stop_writer()  # everything queued is written, in order
+    lines = [json.loads(line) for line in captured.getvalue().splitlines()]
+    assert [entry["n"] for entry in lines] == list(range(100))
+
+
+def test_records_keep_their_request_id_and_traceback(captured: SlowStream) -> None:
+    captured.open.set()
     token = logs.request_id.set("req-42")
     try:
         logs.log_event(logging.getLogger("t"), "upload.created", upload_id="abc")
@@ -51,35 +72,25 @@ def test_records_are_written_off_the_calling_thread_with_their_request_id(
             logging.getLogger("t").exception("failed %s", "badly")
     finally:
         logs.request_id.reset(token)
-    logs.stop_writer()  # flushes the queue
+    logs.log_event(logging.getLogger("t"), "outside.a.request")
+    logs.stop_writer()
 
     lines = [json.loads(line) for line in captured.getvalue().splitlines()]
-    assert [entry["event"] for entry in lines] == ["upload.created", "failed badly"]
-    assert all(entry["request_id"] == "req-42" for entry in lines)
+    assert [entry["event"] for entry in lines] == [
+        "upload.created",
+        "failed badly",
+        "outside.a.request",
+    ]
+    assert [entry.get("request_id") for entry in lines] == ["req-42", "req-42", None]
     assert lines[0]["upload_id"] == "abc"
     assert "ValueError: boom" in lines[1]["exc"]
-    writers = {thread for thread, _ in captured.writes}
-    assert writers and threading.current_thread().name not in writers
+    # After the writer stopped (at exit), a record is still written, at once.
+    logs.log_event(logging.getLogger("t"), "after.stop")
+    assert json.loads(captured.getvalue().splitlines()[-1])["event"] == "after.stop"
 
 
-def test_a_burst_of_records_is_written_at_once_and_stopping_cuts_the_wait_short(
-    captured: WritesRecorded, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A linger far longer than the burst: all fifty records wait for one write,
-    # which stop_writer makes at once instead of after the linger.
-    monkeypatch.setattr(logs, "LINGER", 60.0)
-    log = logging.getLogger("t")
-    for i in range(50):
-        logs.log_event(log, "http.request", n=i)
-    assert captured.writes == []  # gathered, not written one by one
-    logs.stop_writer()
-    assert len(captured.writes) == 1
-    assert [json.loads(line)["n"] for line in captured.getvalue().splitlines()] == list(range(50))
-    logs.log_event(log, "after.stop")  # written at once by the caller from now on
-    assert captured.writes[-1][0] == threading.current_thread().name
-
-
-def test_a_record_that_cannot_be_formatted_loses_only_itself(captured: WritesRecorded) -> None:
+def test_a_record_that_cannot_be_formatted_loses_only_itself(captured: SlowStream) -> None:
+    captured.open.set()
     log = logging.getLogger("t")
     logs.log_event(log, "before")
     log.info("odd", extra={"fields": 42})  # the writer's formatter cannot merge these

@@ -14,7 +14,8 @@ import redis
 from conftest import RedisServer, free_port
 from redis.exceptions import ConnectionError, ResponseError
 
-from upload_service.fastpath.redis_wire import RedisWire, Script
+from upload_service.core.redis_scripts import LuaScript
+from upload_service.fastpath.redis_wire import ConnectionLost, RedisWire
 
 pytestmark = pytest.mark.anyio
 
@@ -60,13 +61,19 @@ async def test_a_pipeline_answers_each_command_in_order(wire: RedisWire) -> None
     assert replies == [b"OK", 2, b"2"]
 
 
-async def test_an_error_reply_raises_and_the_connection_carries_on(wire: RedisWire) -> None:
+async def test_an_error_reply_fails_its_caller_alone(wire: RedisWire) -> None:
     await wire.execute("SET", "wire-text", "not a number")
-    connection = await wire.execute("CLIENT", "ID")
-    with pytest.raises(ResponseError, match="not an integer"):
-        await wire.execute("INCR", "wire-text")
+    await wire.execute("SET", "wire-number", "1")
+    # The failing command among others in flight: each of those still gets its own reply.
+    before, failed, after = await asyncio.gather(
+        wire.execute("GET", "wire-number"),
+        wire.execute("INCR", "wire-text"),
+        wire.execute("INCR", "wire-number"),
+        return_exceptions=True,
+    )
+    assert before == b"1" and after == 2
+    assert isinstance(failed, ResponseError) and "not an integer" in str(failed)
     assert await wire.execute("GET", "wire-text") == b"not a number"
-    assert await wire.execute("CLIENT", "ID") == connection
 
 
 async def test_a_cancelled_caller_leaves_the_replies_in_step(wire: RedisWire) -> None:
@@ -80,14 +87,19 @@ async def test_a_cancelled_caller_leaves_the_replies_in_step(wire: RedisWire) ->
     assert await wire.execute("ECHO", "next") == b"next"
 
 
-async def test_a_script_is_loaded_once_then_run_by_its_sha(
+async def test_a_script_runs_whether_or_not_redis_knows_it(
     wire: RedisWire, redis_client: redis.Redis
 ) -> None:
-    script = Script("return ARGV[1] .. KEYS[1]")
-    redis_client.script_flush()
+    script = LuaScript("return ARGV[1] .. KEYS[1]")
+    redis_client.script_flush()  # as after a restart
     assert await wire.run_script(script, ["-key"], ["value"]) == b"value-key"
-    assert redis_client.script_exists(script.sha) == [True]
     assert await wire.run_script(script, ["-again"], ["value"]) == b"value-again"
+    redis_client.script_flush()
+    assert await wire.run_script(script, ["-flushed"], ["value"]) == b"value-flushed"
+    await wire.execute("SET", "wire-script-text", "not a number")
+    failing = LuaScript("return redis.call('incr', KEYS[1])")
+    with pytest.raises(ResponseError, match="not an integer"):  # not taken for NOSCRIPT
+        await wire.run_script(failing, ["wire-script-text"], [])
 
 
 async def test_a_restarted_redis_is_reconnected(own_redis: RedisServer) -> None:
@@ -95,13 +107,15 @@ async def test_a_restarted_redis_is_reconnected(own_redis: RedisServer) -> None:
     try:
         assert await wire.execute("PING") == b"PONG"
         own_redis.restart()
+        # A command that may run twice is sent again on a new connection: answered.
+        assert await wire.execute("GET", "wire-after-restart", retry_if_lost=True) is None
+        own_redis.restart()
         failures = 0
         for _ in range(2):
             try:
                 assert await wire.execute("PING") == b"PONG"
                 break
-            except ConnectionError as e:  # the command sent as the old connection died
-                assert "lost" in str(e)
+            except ConnectionLost:  # the command sent as the old connection died
                 failures += 1
         assert failures <= 1
         assert await wire.execute("PING") == b"PONG"

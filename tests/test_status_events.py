@@ -1,6 +1,8 @@
 """The server's status writes (upload_service.core.lifecycle): the file, then the Redis cache
 and every server's near cache, then the announcement (webhooks, the pipeline), in that
-order, so that whoever hears of an event reads a status that already shows it."""
+order, so that whoever hears of an event reads a status that already shows it.
+
+On both paths: the stock status cache (redis-py) and the fast path's (the wire client)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import httpx
 import pytest
 import redis
 from conftest import API_KEY
-from status_helpers import bearer, create
+from protocol_helpers import create, patch
 
 from upload_service.core.jobs import MemoryJobQueue
 from upload_service.core.settings import Settings
@@ -37,11 +39,14 @@ class CacheWitness(MemoryJobQueue):
         super().send(actor, *args)
 
 
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
+@pytest.fixture(params=[True, False], ids=["fast-path", "stock"])
+def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
     # Webhooks on: announced as jobs, which nothing delivers here.
     return dataclasses.replace(
-        settings, webhook_url="http://127.0.0.1:9/hooks", webhook_secret="whsec_" + "a" * 32
+        settings,
+        fast_path=request.param,
+        webhook_url="http://127.0.0.1:9/hooks",
+        webhook_secret="whsec_" + "a" * 32,
     )
 
 
@@ -53,13 +58,17 @@ def jobs(redis_client: redis.Redis) -> CacheWitness:
 async def test_an_event_is_announced_only_once_the_cache_shows_it(
     client: httpx.AsyncClient, jobs: CacheWitness, make_token: Callable
 ) -> None:
-    upload_id = await create(client, make_token(), body=b"0123456789")
+    token = make_token()
+    upload_id = await create(client, token, length=10)
+    assert (await patch(client, token, upload_id, 0, b"0123456789")).status_code == 204
     assert jobs.cached_states == [
         ("deliver_webhook", "uploading"),  # upload.created
         ("process_upload", "uploaded"),
         ("deliver_webhook", "uploaded"),  # upload.completed
     ]
-    status = await client.get(f"/v1/uploads/{upload_id}", headers=bearer(API_KEY))
+    status = await client.get(
+        f"/v1/uploads/{upload_id}", headers={"Authorization": f"Bearer {API_KEY}"}
+    )
     assert status.json()["state"] == "uploaded"
 
 
@@ -69,18 +78,9 @@ async def test_each_write_refreshes_the_cache_and_tells_the_near_caches(
     listener = redis_client.pubsub()
     listener.subscribe(CHANNEL)
     assert listener.get_message(timeout=5)["type"] == "subscribe"
-    upload_id = await create(client, make_token(), length=10)
-    patch = await client.patch(
-        f"/files/{upload_id}",
-        headers={
-            "Tus-Resumable": "1.0.0",
-            "Upload-Offset": "0",
-            "Content-Type": "application/offset+octet-stream",
-            "Authorization": f"Bearer {make_token()}",
-        },
-        content=b"01234",
-    )
-    assert patch.status_code == 204
+    token = make_token()
+    upload_id = await create(client, token, length=10)
+    assert (await patch(client, token, upload_id, 0, b"01234")).status_code == 204
     heard = [listener.get_message(timeout=5) for _ in range(2)]
     assert [m["data"] for m in heard if m] == [upload_id.encode()] * 2  # created, progressed
     cached = json.loads(redis_client.get(CACHE_PREFIX + upload_id) or b"{}")

@@ -21,6 +21,7 @@ from protocol_helpers import OCTETS
 from processors.publish import LocalPublisher
 from processors.workdir import job_dir
 from upload_service.core.ids import UnsafeId, is_safe_id, safe_child
+from upload_service.core.redis_commands import RedisCommands
 from upload_service.core.settings import Settings
 from upload_service.core.status import StatusReader, StatusStore
 from upload_service.core.store import LocalStore
@@ -219,7 +220,7 @@ async def test_status_reader_finds_nothing_for_a_hostile_id(
     plant(settings)
     redis = AsyncRedis.from_url(settings.redis_url)
     try:
-        reader = StatusReader(settings.status_dir, redis)
+        reader = StatusReader(settings.status_dir, RedisCommands(redis))
         assert await reader.get_raw(upload_id) is None
         assert await reader.get_many_raw([upload_id]) == []
     finally:

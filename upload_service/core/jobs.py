@@ -32,7 +32,8 @@ class JobQueue(Protocol):
 
 
 class DramatiqJobQueue:
-    """Sends through `broker`: a worker's own broker, or one over a process's client."""
+    """Sends through `broker`: a worker's own broker, or one over a process's own client
+    (`on_redis`), so that it opens no connections of its own."""
 
     def __init__(self, broker: dramatiq.Broker) -> None:
         self.broker = broker

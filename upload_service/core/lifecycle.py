@@ -10,7 +10,7 @@ from upload_service.core import metrics
 from upload_service.core.events import emit
 from upload_service.core.jobs import JobQueue
 from upload_service.core.logs import log_event
-from upload_service.core.status import CachePublisher, Record, StatusStore, new_record
+from upload_service.core.status import Record, StatusCache, StatusStore, new_record
 from upload_service.core.store.base import UploadInfo
 from upload_service.core.threads import run_blocking
 
@@ -24,7 +24,7 @@ class ServiceHooks:
     first status write can never be overtaken by this one's cache refresh."""
 
     def __init__(
-        self, status: StatusStore, cache: CachePublisher, jobs: JobQueue, webhooks: bool
+        self, status: StatusStore, cache: StatusCache, jobs: JobQueue, webhooks: bool
     ) -> None:
         self.status = status
         self.cache = cache

@@ -2,6 +2,11 @@
 
 A second writer is refused at once (423) instead of queued: a tus client that
 gets 423 does HEAD and retries, and a queued PATCH could never match its offset.
+
+What a lock means (its holder's token, its TTL and renewal, compare-and-delete)
+lives here, in RedisLocker; the three Redis commands it needs are a LockKeys,
+carried out by redis-py (`core.redis_commands`) or by the fast path's wire client
+(`fastpath.wire_commands`), as UPLOAD_FAST_PATH chooses.
 """
 
 from __future__ import annotations
@@ -17,23 +22,29 @@ import anyio
 from redis.exceptions import RedisError
 
 from upload_service.core.errors import Locked
-from upload_service.fastpath.redis_wire import RedisWire, Script
 
 log = logging.getLogger("upload_service.core.locks")
-
-# Delete the key only if it still holds our token: never release someone else's lock.
-_RELEASE = Script("""
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
-return 0
-""")
-_EXTEND = Script("""
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
-return 0
-""")
 
 
 class Locker(Protocol):
     def lock(self, key: str) -> AbstractAsyncContextManager[None]: ...
+
+
+class LockKeys(Protocol):
+    """A lock key's three commands; renew and release act only while `token` holds it
+    (the scripts of `core.redis_scripts`)."""
+
+    async def acquire(self, key: str, token: str, ttl_ms: int) -> bool:
+        """SET NX PX: True when the key was free and now holds `token`."""
+        ...
+
+    async def renew(self, key: str, token: str, ttl_ms: int) -> bool:
+        """Extend the key's TTL; False when it no longer holds `token`."""
+        ...
+
+    async def release(self, key: str, token: str) -> bool:
+        """Delete the key; False (and nothing deleted) when it no longer holds `token`."""
+        ...
 
 
 class MemoryLocker:
@@ -61,8 +72,8 @@ class RedisLocker:
     beside a new holder.
     """
 
-    def __init__(self, redis: RedisWire, ttl: float = 8.0, prefix: str = "upload-lock:") -> None:
-        self.redis = redis
+    def __init__(self, keys: LockKeys, ttl: float = 8.0, prefix: str = "upload-lock:") -> None:
+        self.keys = keys
         self.ttl_ms = int(ttl * 1000)
         self.prefix = prefix
 
@@ -70,7 +81,7 @@ class RedisLocker:
     async def lock(self, key: str) -> AsyncIterator[None]:
         key = self.prefix + key
         token = secrets.token_hex(16)
-        if not await self.redis.execute("SET", key, token, "NX", "PX", self.ttl_ms):
+        if not await self.keys.acquire(key, token, self.ttl_ms):
             raise Locked()
         renewal = _Renewal(self, key, token, asyncio.current_task())
         try:
@@ -83,7 +94,7 @@ class RedisLocker:
             with anyio.CancelScope(shield=True):
                 with suppress(RedisError, TimeoutError):  # unreleased, it expires with its TTL
                     async with asyncio.timeout(self.ttl_ms / 1000):
-                        await self.redis.run_script(_RELEASE, [key], [token])
+                        await self.keys.release(key, token)
 
 
 class _Renewal:
@@ -123,9 +134,7 @@ class _Renewal:
 
     async def _extend(self) -> None:
         try:
-            kept = await self.locker.redis.run_script(
-                _EXTEND, [self.key], [self.token, self.locker.ttl_ms]
-            )
+            kept = await self.locker.keys.renew(self.key, self.token, self.locker.ttl_ms)
         except RedisError as exc:  # a passing outage: the TTL leaves room to retry
             log.warning("lock.renew_failed", extra={"fields": {"key": self.key, "error": str(exc)}})
             kept = True

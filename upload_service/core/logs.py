@@ -1,8 +1,11 @@
 """Structured logs: one JSON object a line, with stable event names and the request id.
 
-Records are formatted and written by a thread of their own (a QueueHandler and
-a batching writer): on the event loop, writing to a slow stderr pipe stalls every
-request, and under load formatting took a sixth of the loop's busy time.
+Records are formatted and written by a thread of their own, the standard
+library's QueueHandler and QueueListener: on the event loop, a write to a slow
+stderr pipe would stall every request, and formatting would take the loop's time.
+One write per record, on both paths (UPLOAD_FAST_PATH): gathering records into
+one write per batch saves the writer thread a wake-up per record, too little to
+show in the bench's per-upload figures.
 """
 
 from __future__ import annotations
@@ -69,8 +72,9 @@ class _Enqueue(logging.handlers.QueueHandler):
     """Hands records to the writer thread, with what only the caller's thread knows."""
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        # No copy (QueueHandler's default): this is the root's only handler, and
-        # the copy was a tenth of a log call's cost, four calls per upload.
+        # Not QueueHandler's default, which formats the traceback into the message
+        # and copies the record: the formatters keep the traceback apart, and this
+        # is the root's only handler, so nothing else sees the record changed.
         record.msg, record.args = record.getMessage(), None
         if record.exc_info:  # tracebacks do not cross threads well: keep their text
             record.exc_text = logging.Formatter().formatException(record.exc_info)
@@ -79,86 +83,32 @@ class _Enqueue(logging.handlers.QueueHandler):
         return record
 
 
-# The writer gathers a burst's records this long after the first, then writes them
-# all at once. Woken for each record (a QueueListener), it cost every log call a
-# futex wake, a GIL hand-off and a write, four calls per upload (strace, uploads
-# one after another: futex calls per upload 90 -> 81, writes 23 -> 20).
-LINGER = 0.02
-
-
-class _BatchWriter(threading.Thread):
-    """Formats queued records and writes them through `handler`, a batch per write."""
-
-    def __init__(
-        self, records: queue.SimpleQueue[Any], handler: logging.StreamHandler[TextIO]
-    ) -> None:
-        super().__init__(name="log-writer", daemon=True)
-        self.records = records
-        self.handler = handler
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        while True:
-            batch = [self.records.get()]
-            self.stopping.wait(LINGER)
-            while not self.records.empty():
-                batch.append(self.records.get_nowait())
-            self._write([r for r in batch if r is not _STOP])
-            if any(r is _STOP for r in batch):
-                return
-
-    def _write(self, batch: list[logging.LogRecord]) -> None:
-        lines = []
-        for record in batch:
-            try:
-                lines.append(self.handler.format(record) + self.handler.terminator)
-            except Exception:
-                self.handler.handleError(record)  # logging's own way: a note on stderr
-        if not lines:
-            return
-        self.handler.acquire()
-        try:
-            self.handler.stream.write("".join(lines))
-            self.handler.flush()
-        except Exception:
-            self.handler.handleError(batch[-1])
-        finally:
-            self.handler.release()
-
-    def stop(self) -> None:
-        """Write what is queued now, without waiting out the linger, and end."""
-        self.stopping.set()
-        self.records.put(_STOP)
-        self.join()
-
-
-_STOP: Any = object()
-_writer: _BatchWriter | None = None
+_listener: logging.handlers.QueueListener | None = None
 
 
 @atexit.register
 def stop_writer() -> None:
     """Write what is queued and stop the writer thread (also run at exit); records
     logged after this are written at once, by the caller."""
-    global _writer
-    if _writer is not None:
-        _writer.stop()
-        logging.getLogger().handlers[:] = [_writer.handler]
-        _writer = None
+    global _listener
+    if _listener is not None:
+        _listener.stop()
+        logging.getLogger().handlers[:] = list(_listener.handlers)
+        _listener = None
 
 
 def configured() -> bool:
-    return _writer is not None
+    return _listener is not None
 
 
 def configure(level: str = "INFO", as_json: bool = True, stream: TextIO | None = None) -> None:
-    global _writer
+    global _listener
     handler: logging.StreamHandler[TextIO] = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if as_json else TextFormatter())
     stop_writer()
-    records: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    _writer = _BatchWriter(records, handler)
-    _writer.start()
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    _listener = logging.handlers.QueueListener(records, handler)
+    _listener.start()
     # Fields no formatter here prints, looked up for every record otherwise.
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()

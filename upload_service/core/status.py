@@ -3,6 +3,12 @@
 Durable as a JSON file per upload under `<data>/status/`, cached in Redis so a
 poll is one round trip. The file is the truth: a Redis restart loses nothing,
 the next read refills the cache from disk.
+
+Every write refreshes the cache and announces the upload id on CHANNEL, in one
+round trip, so that a server that keeps bodies nearer still (the fast path's
+near cache) drops its copy. Workers write with StatusStore (synchronous
+redis-py); the server writes the file in a thread and the cache from the event
+loop, through a StatusCache (redis-py's asyncio client or the fast path's wire).
 """
 
 from __future__ import annotations
@@ -12,22 +18,21 @@ import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from redis import Redis
-from redis.asyncio import Redis as AsyncRedis
 
 from upload_service.core.ids import safe_child
 from upload_service.core.store.base import UploadInfo
 from upload_service.core.store.local import atomic_write_bytes
 from upload_service.core.threads import run_read
-from upload_service.fastpath.near_cache import CHANNEL, NearCache
-from upload_service.fastpath.redis_wire import RedisWire
 
 STATES = ("uploading", "uploaded", "processing", "ready", "failed", "terminated", "expired")
 STAGES = ("probe", "transcode", "transcribe", "publish")
 CACHE_PREFIX = "upload-status:"
 CACHE_TTL = 7 * 24 * 3600
+# Every status write publishes the upload's id here (see the module's docstring).
+CHANNEL = "upload-status:changed"
 
 Record = dict[str, Any]
 # Ended by the user (DELETE) or by expiry: no worker may write over it again.
@@ -97,7 +102,8 @@ class StatusStore:
         if body is None:
             return None
         if self.redis is not None:
-            self.redis.set(CACHE_PREFIX + upload_id, body, ex=CACHE_TTL)
+            # NX: a write that landed since the file was read keeps its newer body.
+            self.redis.set(CACHE_PREFIX + upload_id, body, ex=CACHE_TTL, nx=True)
         return cast(Record, json.loads(body))
 
     def _read_file(self, upload_id: str) -> bytes | None:
@@ -131,7 +137,7 @@ class StatusStore:
         record.update(changes)
         return self.put(record)
 
-    # -- the file alone: the server refreshes the cache itself (CachePublisher) ----
+    # -- the file alone: the server refreshes the cache itself (StatusCache.publish) ----
     def write_file(self, record: Record) -> bytes:
         """Stamp and durably replace the record's file; returns its body."""
         record["updated_at"] = iso()
@@ -158,51 +164,43 @@ class StatusStore:
             self.redis.publish(CHANNEL, upload_id)
 
 
-class CachePublisher:
-    """The server's half of a status write: the cache refresh, on the event loop.
+class StatusCache(Protocol):
+    """The Redis cache of status bodies, from the event loop.
 
-    The same two commands as StatusStore.put sends (SET, then PUBLISH to every
-    near cache, answered in that order), over the lean connection instead of a
-    sync client in a worker thread: under 100 concurrent uploads those two
-    round trips per upload, in threads, were a seventh of the server's CPU.
+    `publish` is a write's refresh: the same two commands as StatusStore.put
+    (SET, then PUBLISH on CHANNEL, sent together and answered in that order).
+    `fill` is a read's refill from the file: SET NX and no announcement, so a
+    write that landed meanwhile is never overwritten by the older body.
     """
 
-    def __init__(self, wire: RedisWire) -> None:
-        self.wire = wire
+    async def get(self, upload_id: str) -> bytes | None: ...
+    async def get_many(self, upload_ids: list[str]) -> list[bytes | None]: ...
+    async def fill(self, upload_id: str, body: bytes) -> None: ...
+    async def publish(self, upload_id: str, body: bytes) -> None: ...
 
-    async def publish(self, upload_id: str, body: bytes) -> None:
-        await self.wire.pipeline(
-            ("SET", CACHE_PREFIX + upload_id, body, "EX", CACHE_TTL),
-            ("PUBLISH", CHANNEL, upload_id),
-        )
+
+class StatusReads(Protocol):
+    """What the status API reads: raw bodies, as cached."""
+
+    async def get_raw(self, upload_id: str) -> bytes | None: ...
+    async def get_many_raw(self, ids: list[str]) -> list[bytes]: ...
 
 
 class StatusReader:
-    """The API's read path: one async Redis round trip, the file on a miss."""
+    """The API's read path: one round trip to the cache, the file on a miss."""
 
-    def __init__(self, directory: Path, redis: AsyncRedis, near: NearCache | None = None) -> None:
+    def __init__(self, directory: Path, cache: StatusCache) -> None:
         self.directory = Path(directory)
-        self.redis = redis
-        self.near = near  # see status_cache: skips the round trip for unchanged records
+        self.cache = cache
 
     async def get_raw(self, upload_id: str) -> bytes | None:
-        if self.near is None:
-            body = cast(bytes | None, await self.redis.get(CACHE_PREFIX + upload_id))
-            return body if body else await self._from_disk(upload_id)
-        body = self.near.get(upload_id)
-        if body is not None:
-            return body
-        epoch = self.near.epoch
-        body = cast(bytes | None, await self.redis.get(CACHE_PREFIX + upload_id))
-        body = body or await self._from_disk(upload_id)
-        if body:
-            self.near.put(upload_id, body, epoch)
-        return body
+        body = await self.cache.get(upload_id)
+        return body if body else await self._from_disk(upload_id)
 
     async def get_many_raw(self, ids: list[str]) -> list[bytes]:
         if not ids:
             return []
-        bodies = cast(list[bytes | None], await self.redis.mget([CACHE_PREFIX + i for i in ids]))
+        bodies = await self.cache.get_many(ids)
         found: list[bytes] = []
         for upload_id, cached in zip(ids, bodies, strict=True):
             body = cached or await self._from_disk(upload_id)
@@ -217,5 +215,5 @@ class StatusReader:
         except (OSError, ValueError):  # UnsafeId is a ValueError: no such record
             return None
         body = encode(record)
-        await self.redis.set(CACHE_PREFIX + upload_id, body, ex=CACHE_TTL)
+        await self.cache.fill(upload_id, body)
         return body

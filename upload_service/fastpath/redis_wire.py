@@ -1,35 +1,42 @@
-"""One pipelined Redis connection for what every upload does: its lock, the refresh
-of its status cache, and each server's subscription to status changes.
+"""One pipelined Redis connection for what every upload and poll does: its lock,
+the refresh or read of its status cache, and each server's subscription to
+status changes (the fast path's side of `core.redis_commands`).
 
-Why not redis-py's asyncio client here: it spends on the order of 150 µs of
-interpreter time per command (a connection pool with its condition and timeout,
-retries, argument wrappers, observability hooks). A PATCH takes and releases
-its lock, and under 100 concurrent uploads those two commands were a fifth of
-the event loop's busy time (py-spy). Here a command is one `pack_command` and
-one write; Redis answers in order, so every request shares one connection and
-a FIFO of futures matches replies to callers, without a pool. Subscriptions
-(`listen`) get a connection of their own.
+Why not redis-py's asyncio client here: each command goes through a connection
+pool with its condition and timeout, retries, argument wrappers and
+observability hooks, and a PATCH takes and releases its lock, so under many
+concurrent uploads that interpreter time shows in the event loop's profile.
+Here a command is one `pack_command` and one write; Redis answers in order, so
+every request shares one connection and a FIFO of futures matches replies to
+callers, without a pool. Subscriptions (`listen`) get a connection of their own.
 
 Failures are redis-py's exception types, so the app's handlers (503 when Redis
 is unreachable) treat both clients alike. A connection Redis closed (a restart)
 is noticed by the event loop at once and replaced by the next command; a Redis
 that stops answering fails the waiting commands after `timeout` seconds.
+Commands sent on a connection in the instant it died fail with ConnectionLost:
+their caller may send them again when doing so twice is harmless (`retry_if_lost`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import hiredis
 from redis.exceptions import ConnectionError, ResponseError
 
+from upload_service.core.redis_scripts import LuaScript
+
 Reply = Any  # bytes, int, None, or a list of replies
+
+
+class ConnectionLost(ConnectionError):
+    """The connection closed under a command: it may or may not have run."""
 
 
 class RedisWire:
@@ -45,27 +52,57 @@ class RedisWire:
         self._wire: _Wire | None = None
         self._connecting = asyncio.Lock()
 
-    async def execute(self, *args: str | bytes | int) -> Reply:
-        wire = self._wire
-        if wire is None or wire.lost:
-            wire = await self._connect()
-        return await wire.send(args)
+    async def execute(self, *args: str | bytes | int, retry_if_lost: bool = False) -> Reply:
+        """One command's reply. `retry_if_lost`: for a command that may run twice
+        (a read, a SET of the same value), sent once more on a new connection when
+        Redis closed the old one under it (a restart the loop had not noticed yet)."""
+        return await self._once_more_if_lost(lambda: self._send(args), retry_if_lost)
 
-    async def pipeline(self, *commands: tuple[str | bytes | int, ...]) -> list[Reply]:
+    async def pipeline(
+        self, *commands: tuple[str | bytes | int, ...], retry_if_lost: bool = False
+    ) -> list[Reply]:
         """Several commands in one write (one syscall); their replies, in order."""
-        wire = self._wire
-        if wire is None or wire.lost:
-            wire = await self._connect()
-        return await asyncio.gather(*wire.send_all(commands))
+        return await self._once_more_if_lost(lambda: self._send_all(commands), retry_if_lost)
 
-    async def run_script(self, script: Script, keys: list[str], args: list[str | int]) -> Reply:
+    async def run_script(
+        self,
+        script: LuaScript,
+        keys: list[str],
+        args: list[str | int],
+        retry_if_lost: bool = False,
+    ) -> Reply:
         """EVALSHA, loading the script once if this Redis does not know it yet."""
+        command = (len(keys), *keys, *args)
         try:
-            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+            return await self.execute("EVALSHA", script.sha, *command, retry_if_lost=retry_if_lost)
         except ResponseError as e:
             if not str(e).startswith("NOSCRIPT"):
                 raise
-        return await self.execute("EVAL", script.source, len(keys), *keys, *args)
+        return await self.execute("EVAL", script.source, *command, retry_if_lost=retry_if_lost)
+
+    async def _once_more_if_lost(
+        self, send: Callable[[], Awaitable[Reply]], retry_if_lost: bool
+    ) -> Reply:
+        try:
+            return await send()
+        except ConnectionLost:
+            if not retry_if_lost:
+                raise
+        return await send()
+
+    async def _send(self, args: tuple[str | bytes | int, ...]) -> Reply:
+        wire = await self._connected()
+        return await wire.send(args)
+
+    async def _send_all(self, commands: tuple[tuple[str | bytes | int, ...], ...]) -> list[Reply]:
+        wire = await self._connected()
+        return await asyncio.gather(*wire.send_all(commands))
+
+    async def _connected(self) -> _Wire:
+        wire = self._wire
+        if wire is None or wire.lost:
+            wire = await self._connect()
+        return wire
 
     async def aclose(self) -> None:
         if self._wire is not None:
@@ -133,14 +170,6 @@ class RedisWire:
         return parts.path if parts.scheme == "unix" else f"{parts.hostname}:{parts.port or 6379}"
 
 
-class Script:
-    """A Lua script known by its SHA1, as EVALSHA wants it."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
-
-
 def _pack(args: tuple[str | bytes | int, ...]) -> bytes:
     # hiredis' stub types a 1-tuple, but any length is packed.
     return hiredis.pack_command(args)  # type: ignore[arg-type]
@@ -175,7 +204,7 @@ class _Wire(asyncio.Protocol):
 
     def _write_packed(self, data: bytes) -> None:
         if self.lost or self.transport is None:
-            raise ConnectionError("the Redis connection is closed")
+            raise ConnectionLost("the Redis connection is closed")
         self.transport.write(data)
 
     def _expect_reply(self) -> asyncio.Future[Reply]:
@@ -219,7 +248,7 @@ class _Wire(asyncio.Protocol):
         if self._watchdog is not None:
             self._watchdog.cancel()
         reason = f": {exc}" if exc else ""
-        self._fail(ConnectionError(f"the Redis connection was lost{reason}"))
+        self._fail(ConnectionLost(f"the Redis connection was lost{reason}"))
         if not self.closed.done():
             self.closed.set_result(None)
 

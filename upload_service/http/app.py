@@ -21,7 +21,6 @@ from upload_service.core.lifecycle import ServiceHooks
 from upload_service.core.logs import log_event, request_id
 from upload_service.core.media_signing import media_signer
 from upload_service.core.settings import Settings
-from upload_service.core.status import CachePublisher
 from upload_service.core.tokens import TokenClaims, bearer, decode_token
 from upload_service.http import openapi, page, webhooks_api
 from upload_service.http import status_api as api
@@ -66,7 +65,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         authenticate,
         ServiceHooks(
             services.status,
-            CachePublisher(services.wire),
+            services.redis,  # the status cache, refreshed from the event loop
             services.jobs,
             webhooks=bool(settings.webhook_url),
         ),
@@ -149,16 +148,12 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         log_event(log, "server.started", data_dir=str(settings.data_dir))
-        if services.reader.near is not None:
-            services.reader.near.start()  # needs the running loop: here, not in __init__
+        await services.start()
         yield
-        if services.reader.near is not None:
-            await services.reader.near.stop()
         # uvicorn cancels requests still running past its grace period, then
         # lands here: give them a moment to record their offset and unlock.
         await tus.drain(grace=5)
-        await services.redis.aclose()
-        await services.wire.aclose()
+        await services.aclose()
         log_event(log, "server.stopped")
         # A worker process of `serve` dies of the SIGTERM uvicorn raises again after
         # this, with no atexit: what is queued is written now, and the rest directly.
