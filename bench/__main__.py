@@ -1,9 +1,9 @@
-"""`python -m bench [--quick] [--only SUITE ...]`: run the benchmarks, write
-bench/results/latest.md and latest.json.
+"""`python -m bench [--quick] [--only SUITE ...] [--fast-path on|off|both]`: run the
+benchmarks, write bench/results/latest.md and latest.json.
 
 Starts its own Redis, this service, the @tus/server peer (bench/node_modules,
-`npm install --prefix bench`) and a bare Starlette app, each on a free loopback
-port in a temp dir, and removes them all at the end.
+`npm ci --prefix bench`) and the bare references, each on a free loopback port in a
+temp dir, and removes them all at the end.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import harness, load_suites, procs, report, upload_suites
+from . import harness, load_suites, machine, procs, report, upload_suites
 
 SUITES = {
     "single": upload_suites.single,
@@ -26,13 +26,21 @@ SUITES = {
     "polling": load_suites.polling,
     "workers": load_suites.workers,
 }
+FAST_PATH = {"on": ("on",), "off": ("off",), "both": ("on", "off")}
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, one repeat (< 2 min)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, one repeat")
     parser.add_argument("--only", nargs="+", choices=SUITES, help="run only these suites")
+    parser.add_argument(
+        "--fast-path",
+        choices=FAST_PATH,
+        default="both",
+        help="UPLOAD_FAST_PATH of this service; both: side by side (the `workers` suite "
+        "runs the first, on)",
+    )
     parser.add_argument("--repeats", type=int, help="repeats of the single-upload runs")
     parser.add_argument(
         "--out", type=Path, default=procs.BENCH_DIR / "results", help="where latest.md goes"
@@ -43,17 +51,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.repeats:
         params.repeats = args.repeats
     chosen = args.only or list(SUITES)
-    info = report.machine()
+    info = machine.describe()
     started = time.monotonic()
 
     tmp = Path(tempfile.mkdtemp(prefix="upload-bench-", dir=args.tmp))
-    redis = procs.redis_proc(tmp)
     try:
-        with procs.running(redis):
+        with procs.running(procs.redis_proc(tmp)) as redis:
             source = tmp / "source.bin"
             harness.make_source(source, params.size)
             fd = os.open(source, os.O_RDONLY)
-            bench = harness.Bench(params, tmp, redis.port, source, fd)
+            bench = harness.Bench(params, tmp, redis, source, fd, FAST_PATH[args.fast_path])
             for name in chosen:
                 SUITES[name](bench)
             os.close(fd)

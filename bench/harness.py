@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import client, procs
-from .report import Figure
+from .figures import Figure
 
 MB = 1000**2
 MIB = 1024**2
@@ -52,20 +52,33 @@ class Params:
 class Bench:
     params: Params
     tmp: Path
-    redis_port: int
+    redis: procs.Proc
     source: Path
     fd: int
+    # UPLOAD_FAST_PATH of this service: the suites run each mode side by side,
+    # except `workers`, which scales the first.
+    modes: tuple[str, ...] = ("on", "off")
     token: str = field(default_factory=client.make_token)
     figures: list[Figure] = field(default_factory=list)
-    # One upload alone, this service and the bare responder: set by `single`, read later.
-    single_mb_s: float | None = None
-    bare_single_mb_s: float | None = None
+    # One upload alone, by fast path mode: set by `single`, read later.
+    single_mb_s: dict[str, float] = field(default_factory=dict)
 
     def log(self, message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
-    def ours(self, workers: int | None = None) -> contextlib.AbstractContextManager[procs.Proc]:
-        return self._serving("ours", lambda d: procs.service_proc(d, self.redis_port, workers))
+    def ours(
+        self, fast_path: str | None = None, workers: int | None = None
+    ) -> contextlib.AbstractContextManager[procs.Proc]:
+        mode = fast_path or self.modes[0]
+        return self._serving(
+            f"ours-{mode}", lambda d: procs.service_proc(d, self.redis.port, mode, workers)
+        )
+
+    @contextlib.contextmanager
+    def each_mode(self) -> Iterator[dict[str, procs.Proc]]:
+        """This service once per fast path mode, all running at once."""
+        with contextlib.ExitStack() as stack:
+            yield {mode: stack.enter_context(self.ours(mode)) for mode in self.modes}
 
     def peer(self) -> contextlib.AbstractContextManager[procs.Proc]:
         return self._serving("peer", procs.tus_peer_proc)

@@ -147,8 +147,11 @@ def redis_proc(directory: Path) -> Proc:
     return Proc("redis", argv, port)
 
 
-def service_proc(data_dir: Path, redis_port: int, workers: int | None = None) -> Proc:
-    """`serve` as configured by default (one process per CPU), or with `workers`."""
+def service_proc(
+    data_dir: Path, redis_port: int, fast_path: str = "on", workers: int | None = None
+) -> Proc:
+    """`serve` as configured by default (one process per CPU), or with `workers`;
+    `fast_path` is UPLOAD_FAST_PATH: the speed-ups ("on") or their stock counterparts."""
     port = free_port()
     argv = [sys.executable, "-m", "upload_service.cli", "serve", "--port", str(port)]
     if workers is not None:
@@ -159,8 +162,10 @@ def service_proc(data_dir: Path, redis_port: int, workers: int | None = None) ->
         "UPLOAD_TOKEN_SECRET": TOKEN_SECRET,
         "UPLOAD_API_KEY": API_KEY,
         "UPLOAD_MAX_SIZE": str(64 * 1024**3),
+        "UPLOAD_FAST_PATH": fast_path,
     }
-    return Proc(f"upload-service (workers={workers or 'default'})", argv, port, env)
+    name = f"upload-service (fast path {fast_path}, workers={workers or 'default'})"
+    return Proc(name, argv, port, env)
 
 
 def tus_peer_proc(data_dir: Path) -> Proc:
