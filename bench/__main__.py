@@ -16,12 +16,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import harness, load_suites, machine, procs, report, upload_suites
+from . import harness, load_suites, machine, procs, report, small_suite, upload_suites
 
 SUITES = {
     "single": upload_suites.single,
     "memory": upload_suites.memory,
     "latency": upload_suites.latency,
+    "small": small_suite.small,
     "concurrency": load_suites.concurrency,
     "polling": load_suites.polling,
     "workers": load_suites.workers,

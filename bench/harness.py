@@ -32,6 +32,11 @@ class Params:
     pollers: int = 200
     poll_seconds: float = 8.0
     workers: tuple[int, ...] = (1, 2)
+    small_uploads: int = 2000  # timed per server per round
+    small_warmup: int = 256
+    small_concurrency: int = 64
+    small_size: int = 64 * 1024
+    small_repeats: int = 3
 
     @classmethod
     def quick(cls) -> Params:
@@ -45,6 +50,9 @@ class Params:
             concurrent_repeats=1,
             pollers=200,
             poll_seconds=3.0,
+            small_uploads=500,
+            small_warmup=128,
+            small_repeats=1,
         )
 
 
@@ -122,7 +130,7 @@ class Bench:
         if directory is None:
             directory = Path(proc.env["UPLOAD_DATA_DIR"]) / "uploads"
         for f in directory.glob("*"):
-            if f.is_file() and f.stat().st_size > 64 * 1024:
+            if f.is_file() and f.stat().st_size >= 64 * 1024:
                 os.truncate(f, 0)
 
 

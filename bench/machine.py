@@ -54,6 +54,7 @@ def describe() -> dict[str, object]:
         if node
         else "not installed",
         "tus_server": _node_package("@tus/server"),
+        "undici": _node_package("undici"),
         "load_average_at_start": os.getloadavg()[0],
         "server_processes": usable_cpus(),
     }

@@ -70,6 +70,17 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
+def cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            # Fields after the parenthesised command name (which may hold spaces);
+            # utime and stime are the 14th and 15th of the whole line.
+            fields = f.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Proc:
     """One child process listening on `port`; `server_pids` are the ones serving requests."""
@@ -114,6 +125,10 @@ class Proc:
 
     def rss(self) -> int:
         return sum(proc_status(p).get("VmRSS", 0) for p in self.server_pids())
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU time so far of the process and its children, threads included."""
+        return sum(cpu_seconds(p) for p in (self.pid, *children_of(self.pid)))
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:

@@ -32,7 +32,7 @@ def header(info: dict[str, object], command: str) -> list[str]:
         f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB RAM, "
         f"Linux {info['kernel']}; Python {info['python']}, uvicorn {info['uvicorn']} "
         f"(uvloop {info['uvloop']}, httptools {info['httptools']}), Starlette {info['starlette']}; "
-        f"Node {info['node']}, @tus/server {info['tus_server']}. "
+        f"Node {info['node']}, @tus/server {info['tus_server']}, undici {info['undici']}. "
         f"Load average {info['load_average_at_start']:.2f} at the start, "
         f"{info['load_average_at_end']:.2f} at the end (the cores are shared: figures are "
         "medians of the repeats, best in brackets).",
