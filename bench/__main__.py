@@ -1,5 +1,6 @@
 """`python -m bench [--quick] [--only SUITE ...] [--fast-path on|off|both]`: run the
-benchmarks, write bench/results/latest.md and latest.json.
+benchmarks, write bench/results/latest.md and latest.json, and after a full run (every
+suite, full sizes, both fast path modes, the default --out) docs/performance.md.
 
 Starts its own Redis, this service, the @tus/server peer (bench/node_modules,
 `npm ci --prefix bench`) and the bare references, each on a free loopback port in a
@@ -28,6 +29,8 @@ SUITES = {
     "workers": load_suites.workers,
 }
 FAST_PATH = {"on": ("on",), "off": ("off",), "both": ("on", "off")}
+RESULTS = procs.BENCH_DIR / "results"
+DOCS = procs.ROOT / "docs" / "performance.md"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -39,12 +42,15 @@ def main(argv: list[str] | None = None) -> None:
         "--fast-path",
         choices=FAST_PATH,
         default="both",
-        help="UPLOAD_FAST_PATH of this service; both: side by side (the `workers` suite "
-        "runs the first, on)",
+        help="UPLOAD_FAST_PATH of this service; both (the default): side by side, "
+        "but for the `workers` suite, which runs on only",
     )
     parser.add_argument("--repeats", type=int, help="repeats of the single-upload runs")
     parser.add_argument(
-        "--out", type=Path, default=procs.BENCH_DIR / "results", help="where latest.md goes"
+        "--out",
+        type=Path,
+        default=RESULTS,
+        help="where latest.md goes (anywhere else, docs/performance.md is left alone)",
     )
     parser.add_argument("--tmp", type=Path, default=None, help="parent of the temp dir")
     args = parser.parse_args(argv)
@@ -52,6 +58,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.repeats:
         params.repeats = args.repeats
     chosen = args.only or list(SUITES)
+    # Only a full run into the repository's results rewrites the performance page.
+    full = not (args.quick or args.only or args.repeats) and args.fast_path == "both"
+    docs = DOCS if full and args.out.resolve() == RESULTS else None
     info = machine.describe()
     started = time.monotonic()
 
@@ -68,9 +77,12 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     info["duration_s"] = round(time.monotonic() - started, 1)
-    md = report.write(bench.figures, info, args.out, argv)
+    md = report.write(bench.figures, info, args.out, argv, docs)
     print(md.read_text())
-    print(f"wrote {md} and {md.with_suffix('.json')} in {info['duration_s']} s")
+    print(
+        f"wrote {md} and {md.with_suffix('.json')}{f' and {docs}' if docs else ''} "
+        f"in {info['duration_s']} s"
+    )
 
 
 if __name__ == "__main__":

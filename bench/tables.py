@@ -104,7 +104,7 @@ def _references_of(figures: list[Figure]) -> str:
 
 
 def _value(f: Figure) -> str:
-    return _fmt(f.value, f.unit) + _best(f.samples, f.higher_is_better)
+    return _fmt(f.value, f.unit) + _best(f.samples, f.unit, f.higher_is_better)
 
 
 def _reference(f: Figure) -> str:
@@ -114,7 +114,7 @@ def _reference(f: Figure) -> str:
 
 
 def _reference_value(f: Figure) -> str:
-    return _fmt(f.reference, f.unit) + _best(f.reference_samples, f.higher_is_better)
+    return _fmt(f.reference, f.unit) + _best(f.reference_samples, f.unit, f.higher_is_better)
 
 
 def _ratio(f: Figure) -> str:
@@ -125,20 +125,21 @@ def _met(f: Figure) -> str:
     return {True: "yes", False: "**no**", None: "–"}[f.met]
 
 
-def _best(samples: list[float], higher_is_better: bool) -> str:
+def _best(samples: list[float], unit: str, higher_is_better: bool) -> str:
     if len(samples) < 2:
         return ""
-    return f" ({_fmt(max(samples) if higher_is_better else min(samples))})"
+    return f" ({_number(max(samples) if higher_is_better else min(samples), unit)})"
 
 
 def _fmt(value: float | None, unit: str = "") -> str:
     if value is None:
         return "–"
-    count = not unit and float(value).is_integer()
-    if count or abs(value) >= 100:
-        text = f"{value:,.0f}"
-    elif abs(value) < 10:
-        text = f"{value:,.2f}"
-    else:
-        text = f"{value:,.1f}"
-    return f"{text} {unit}".strip()
+    return f"{_number(value, unit)} {unit}".strip()
+
+
+def _number(value: float, unit: str) -> str:
+    if (not unit and float(value).is_integer()) or abs(value) >= 100:  # a count, or large
+        return f"{value:,.0f}"
+    if abs(value) < 10:
+        return f"{value:,.2f}"
+    return f"{value:,.1f}"
