@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import client, procs
-from .report import Figure
+from .figures import Figure
 
 MB = 1000**2
 MIB = 1024**2
@@ -32,6 +32,11 @@ class Params:
     pollers: int = 200
     poll_seconds: float = 8.0
     workers: tuple[int, ...] = (1, 2)
+    small_uploads: int = 2000  # timed per server per round
+    small_warmup: int = 256
+    small_concurrency: int = 64
+    small_size: int = 64 * 1024
+    small_repeats: int = 3
 
     @classmethod
     def quick(cls) -> Params:
@@ -45,6 +50,9 @@ class Params:
             concurrent_repeats=1,
             pollers=200,
             poll_seconds=3.0,
+            small_uploads=500,
+            small_warmup=128,
+            small_repeats=1,
         )
 
 
@@ -52,20 +60,33 @@ class Params:
 class Bench:
     params: Params
     tmp: Path
-    redis_port: int
+    redis: procs.Proc
     source: Path
     fd: int
+    # UPLOAD_FAST_PATH of this service: the suites run each mode side by side,
+    # except `workers`, which scales the first.
+    modes: tuple[str, ...] = ("on", "off")
     token: str = field(default_factory=client.make_token)
     figures: list[Figure] = field(default_factory=list)
-    # One upload alone, this service and the bare responder: set by `single`, read later.
-    single_mb_s: float | None = None
-    bare_single_mb_s: float | None = None
+    # One upload alone, by fast path mode: set by `single`, read later.
+    single_mb_s: dict[str, float] = field(default_factory=dict)
 
     def log(self, message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
-    def ours(self, workers: int | None = None) -> contextlib.AbstractContextManager[procs.Proc]:
-        return self._serving("ours", lambda d: procs.service_proc(d, self.redis_port, workers))
+    def ours(
+        self, fast_path: str | None = None, workers: int | None = None
+    ) -> contextlib.AbstractContextManager[procs.Proc]:
+        mode = fast_path or self.modes[0]
+        return self._serving(
+            f"ours-{mode}", lambda d: procs.service_proc(d, self.redis.port, mode, workers)
+        )
+
+    @contextlib.contextmanager
+    def each_mode(self) -> Iterator[dict[str, procs.Proc]]:
+        """This service once per fast path mode, all running at once."""
+        with contextlib.ExitStack() as stack:
+            yield {mode: stack.enter_context(self.ours(mode)) for mode in self.modes}
 
     def peer(self) -> contextlib.AbstractContextManager[procs.Proc]:
         return self._serving("peer", procs.tus_peer_proc)
@@ -109,7 +130,7 @@ class Bench:
         if directory is None:
             directory = Path(proc.env["UPLOAD_DATA_DIR"]) / "uploads"
         for f in directory.glob("*"):
-            if f.is_file() and f.stat().st_size > 64 * 1024:
+            if f.is_file() and f.stat().st_size >= 64 * 1024:
                 os.truncate(f, 0)
 
 

@@ -70,6 +70,17 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
+def cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            # Fields after the parenthesised command name (which may hold spaces);
+            # utime and stime are the 14th and 15th of the whole line.
+            fields = f.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Proc:
     """One child process listening on `port`; `server_pids` are the ones serving requests."""
@@ -115,6 +126,10 @@ class Proc:
     def rss(self) -> int:
         return sum(proc_status(p).get("VmRSS", 0) for p in self.server_pids())
 
+    def cpu_seconds(self) -> float:
+        """User and system CPU time so far of the process and its children, threads included."""
+        return sum(cpu_seconds(p) for p in (self.pid, *children_of(self.pid)))
+
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
@@ -147,8 +162,11 @@ def redis_proc(directory: Path) -> Proc:
     return Proc("redis", argv, port)
 
 
-def service_proc(data_dir: Path, redis_port: int, workers: int | None = None) -> Proc:
-    """`serve` as configured by default (one process per CPU), or with `workers`."""
+def service_proc(
+    data_dir: Path, redis_port: int, fast_path: str = "on", workers: int | None = None
+) -> Proc:
+    """`serve` as configured by default (one process per CPU), or with `workers`;
+    `fast_path` is UPLOAD_FAST_PATH: the speed-ups ("on") or their stock counterparts."""
     port = free_port()
     argv = [sys.executable, "-m", "upload_service.cli", "serve", "--port", str(port)]
     if workers is not None:
@@ -159,8 +177,10 @@ def service_proc(data_dir: Path, redis_port: int, workers: int | None = None) ->
         "UPLOAD_TOKEN_SECRET": TOKEN_SECRET,
         "UPLOAD_API_KEY": API_KEY,
         "UPLOAD_MAX_SIZE": str(64 * 1024**3),
+        "UPLOAD_FAST_PATH": fast_path,
     }
-    return Proc(f"upload-service (workers={workers or 'default'})", argv, port, env)
+    name = f"upload-service (fast path {fast_path}, workers={workers or 'default'})"
+    return Proc(name, argv, port, env)
 
 
 def tus_peer_proc(data_dir: Path) -> Proc:

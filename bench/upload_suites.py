@@ -8,8 +8,8 @@ import subprocess
 import time
 
 from . import client, procs
+from .figures import Figure, median
 from .harness import GIB, MB, MIB, Bench
-from .report import Figure, median
 
 
 # -- single upload throughput -------------------------------------------------------
@@ -54,22 +54,21 @@ def single(bench: Bench) -> None:
     def rate(key: str, seconds: float) -> None:
         runs.setdefault(key, []).append(size / seconds / MB)
 
-    with bench.ours() as ours, bench.peer() as peer, bench.bare() as bare:
+    with bench.each_mode() as ours, bench.peer() as peer, bench.bare() as bare:
+        servers = {**ours, "peer": peer}
         # Warm-up: first-touch page-cache pages and JITs cost the servers alike.
-        for proc in (ours, peer, bare):
+        for proc in (*servers.values(), bare):
             bench.upload(proc, size)
         for i in range(p.repeats):
             bench.log(f"single upload round {i + 1}/{p.repeats}")
-            for name, proc in (("ours", ours), ("peer", peer)):
+            for name, proc in servers.items():
                 rate(f"{name}-one", bench.upload(proc, size)[0])
                 rate(f"{name}-chunks", bench.upload(proc, size, chunk=p.chunk)[0])
                 rate(f"{name}-curl", curl_upload(bench, proc, size))
             rate("bare-one", bench.upload(bare, size)[0])
             rate("dd-batch", dd_write(bench, WRITE_BATCH, size))
             rate("dd-chunk", dd_write(bench, p.chunk, size))
-        peak = ours.peak_rss()
-    bench.single_mb_s = median(runs["ours-one"])
-    bench.bare_single_mb_s = median(runs["bare-one"])
+        peaks = {mode: proc.peak_rss() for mode, proc in ours.items()}
 
     label = f"{size / GIB:g} GiB" if size >= GIB else f"{size // MIB} MiB"
     section = f"Single upload throughput ({label})"
@@ -83,60 +82,60 @@ def single(bench: Bench) -> None:
         ),
         ("one PATCH, curl -T", "curl", "dd-batch", f"dd bs={WRITE_BATCH // MIB}M"),
     ]
-    for title, key, dd_key, dd_name in rows:
-        ours_v, peer_v = runs[f"ours-{key}"], runs[f"peer-{key}"]
-        ratio = median(ours_v) / median(peer_v)
-        bench.figures.append(
+    for mode in ours:
+        bench.single_mb_s[mode] = median(runs[f"{mode}-one"])
+        for title, key, dd_key, dd_name in rows:
+            ours_v, peer_v, dd_v = runs[f"{mode}-{key}"], runs[f"peer-{key}"], runs[dd_key]
+            bench.figures += [
+                Figure(
+                    section,
+                    f"{title} vs @tus/server",
+                    median(ours_v),
+                    "MB/s",
+                    "@tus/server",
+                    median(peer_v),
+                    ">= 2x",
+                    median(ours_v) >= 2 * median(peer_v),
+                    samples=ours_v,
+                    reference_samples=peer_v,
+                    fast_path=mode,
+                ),
+                Figure(
+                    section,
+                    f"{title} vs raw disk write",
+                    median(ours_v),
+                    "MB/s",
+                    dd_name,
+                    median(dd_v),
+                    ">= 0.5x",
+                    median(ours_v) >= 0.5 * median(dd_v),
+                    samples=ours_v,
+                    reference_samples=dd_v,
+                    fast_path=mode,
+                ),
+            ]
+        bench.figures += [
             Figure(
                 section,
-                f"{title} vs @tus/server",
-                median(ours_v),
+                "one PATCH, sendfile client vs the bare splice responder",
+                median(runs[f"{mode}-one"]),
                 "MB/s",
-                "@tus/server",
-                median(peer_v),
-                ">= 2x",
-                ratio >= 2,
-                samples=ours_v,
-                reference_samples=peer_v,
-            )
-        )
-        dd_v = runs[dd_key]
-        bench.figures.append(
+                "bench/bare_splice.py",
+                median(runs["bare-one"]),
+                samples=runs[f"{mode}-one"],
+                reference_samples=runs["bare-one"],
+                fast_path=mode,
+            ),
             Figure(
                 section,
-                f"{title} vs raw disk write",
-                median(ours_v),
-                "MB/s",
-                dd_name,
-                median(dd_v),
-                ">= 0.5x",
-                median(ours_v) / median(dd_v) >= 0.5,
-                samples=ours_v,
-                reference_samples=dd_v,
-            )
-        )
-    bench.figures.append(
-        Figure(
-            section,
-            "one PATCH, sendfile client vs the bare splice responder",
-            median(runs["ours-one"]),
-            "MB/s",
-            "bench/bare_splice.py",
-            bench.bare_single_mb_s,
-            samples=runs["ours-one"],
-            reference_samples=runs["bare-one"],
-        )
-    )
-    bench.figures.append(
-        Figure(
-            section,
-            "peak server RSS over all these uploads",
-            peak / MB,
-            "MB",
-            target="< 100 MB",
-            met=peak < 100 * MB,
-        )
-    )
+                "peak server RSS over all these uploads",
+                peaks[mode] / MB,
+                "MB",
+                target="< 100 MB",
+                met=peaks[mode] < 100 * MB,
+                fast_path=mode,
+            ),
+        ]
 
 
 # -- peak RSS by size -------------------------------------------------------------
@@ -149,27 +148,30 @@ def memory(bench: Bench) -> None:
         assert piece <= source
         label = f"{size / GIB:g} GiB" if size >= GIB else f"{size / MB:g} MB"
         bench.log(f"peak RSS for {label}")
-        with bench.ours() as proc:
-            idle = proc.peak_rss()
-            bench.upload(proc, piece, repeat=repeat)
-            ours, processes, total = proc.peak_rss(), len(proc.server_pids()), proc.total_peak_rss()
         with bench.peer() as proc:
             bench.upload(proc, piece, repeat=repeat)
             peer = proc.peak_rss()
-        bench.figures.append(
-            Figure(
-                section,
-                f"{label} upload",
-                ours / MB,
-                "MB",
-                "@tus/server",
-                peer / MB,
-                "< 100 MB",
-                ours < 100 * MB,
-                note=f"the largest of {processes} server processes; idle {idle / MB:.0f} MB; "
-                f"all processes together {total / MB:.0f} MB",
+        for mode in bench.modes:
+            with bench.ours(mode) as proc:
+                idle = proc.peak_rss()
+                bench.upload(proc, piece, repeat=repeat)
+                ours, processes = proc.peak_rss(), len(proc.server_pids())
+                total = proc.total_peak_rss()
+            bench.figures.append(
+                Figure(
+                    section,
+                    f"{label} upload",
+                    ours / MB,
+                    "MB",
+                    "@tus/server",
+                    peer / MB,
+                    "< 100 MB",
+                    ours < 100 * MB,
+                    note=f"the largest of {processes} server processes; idle {idle / MB:.0f} MB; "
+                    f"all processes together {total / MB:.0f} MB",
+                    fast_path=mode,
+                )
             )
-        )
 
 
 # -- last byte to response --------------------------------------------------------
@@ -177,33 +179,36 @@ def latency(bench: Bench) -> None:
     section = "Last byte to final response (one PATCH, 64 KiB client send buffer)"
     p = bench.params
     results: dict[tuple[str, int], list[float]] = {}
-    with bench.ours() as ours, bench.peer() as peer:
+    with bench.each_mode() as ours, bench.peer() as peer:
+        servers = {**ours, "peer": peer}
         for size in p.latency_sizes:
             bench.log(f"last-byte latency for {size} bytes")
             for _ in range(p.latency_repeats):
-                for name, proc in (("ours", ours), ("peer", peer)):
+                for name, proc in servers.items():
                     _, r = bench.upload(proc, size, sndbuf=64 * 1024)
                     results.setdefault((name, size), []).append(
                         (r.answered_at - r.last_byte_at) * 1000
                     )
     smallest = p.latency_sizes[0]
-    base = median(results[("ours", smallest)])
-    for size in p.latency_sizes:
-        label = f"{size / GIB:g} GiB" if size >= GIB else f"{size / MB:g} MB"
-        ours_v = results[("ours", size)]
-        peer_v = results[("peer", size)]
-        value = median(ours_v)
-        fig = Figure(
-            section,
-            f"{label} upload",
-            value,
-            "ms",
-            f"this service at {smallest // MB} MB",
-            base,
-            "same within noise",
-            samples=ours_v,
-            note=f"@tus/server {median(peer_v):.1f} ms",
-        )
-        # Within noise: at most a few ms more than the smallest upload's figure.
-        fig.met = value <= base + 20
-        bench.figures.append(fig)
+    for mode in ours:
+        base = median(results[(mode, smallest)])
+        for size in p.latency_sizes:
+            label = f"{size / GIB:g} GiB" if size >= GIB else f"{size / MB:g} MB"
+            ours_v = results[(mode, size)]
+            value = median(ours_v)
+            bench.figures.append(
+                Figure(
+                    section,
+                    f"{label} upload",
+                    value,
+                    "ms",
+                    f"this service at {smallest // MB} MB",
+                    base,
+                    "same within noise",
+                    # Within noise: at most a few ms more than the smallest upload's figure.
+                    value <= base + 20,
+                    samples=ours_v,
+                    note=f"@tus/server {median(results[('peer', size)]):.1f} ms",
+                    fast_path=mode,
+                )
+            )
