@@ -18,12 +18,10 @@ import functools
 import json
 import os
 import threading
-import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
-import anyio.to_thread
 
 from upload_service.core.ids import UnsafeId, safe_child
 from upload_service.core.store.base import (
@@ -34,7 +32,7 @@ from upload_service.core.store.base import (
     UploadInfo,
     UploadNotFound,
 )
-from upload_service.core.threads import run_blocking, run_read
+from upload_service.core.threads import run_blocking, run_read, run_write
 
 # Chunks from the socket are gathered up to this size, then written with one
 # writev() in a thread while the next batch is read (see _BatchWriter): memory
@@ -268,11 +266,7 @@ class _BatchWriter:
         await self.drain()
         # A task of its own, not a child of the request: cancelling the request
         # must not abandon a write that is already running in its thread.
-        self._pending = asyncio.ensure_future(
-            anyio.to_thread.run_sync(
-                _write_all, self.fd, batch, self.digest, limiter=_write_limiter()
-            )
-        )
+        self._pending = asyncio.ensure_future(run_write(_write_all, self.fd, batch, self.digest))
 
     async def drain(self) -> None:
         pending = self._pending
@@ -283,24 +277,6 @@ class _BatchWriter:
         finally:
             if pending.done():  # not when only our wait was cancelled
                 self._pending = None
-
-
-# Bulk writes take their threads from a pool of their own: with a hundred uploads
-# at once they would otherwise hold all of anyio's default 40 worker threads
-# (a token is only returned when the busy event loop resumes the writer), and
-# every HEAD and status read queued behind them for a thread.
-WRITE_THREADS = 8
-_write_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _write_limiter() -> anyio.CapacityLimiter:
-    loop = asyncio.get_running_loop()  # a limiter belongs to one event loop
-    limiter = _write_limiters.get(loop)
-    if limiter is None:
-        limiter = _write_limiters[loop] = anyio.CapacityLimiter(WRITE_THREADS)
-    return limiter
 
 
 def _write_all(fd: int, batch: list[bytes], digest: Digest | None) -> int:
