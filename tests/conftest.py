@@ -189,6 +189,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         LOG_JSON="false",
         MEDIA_ACCESS=settings.media_access,
         MEDIA_URL_TTL=str(settings.media_url_ttl),
+        UPLOAD_FAST_PATH="on" if settings.fast_path else "off",
     )
     for name, value in (
         ("UPLOAD_PUBLIC_URL", settings.public_url),

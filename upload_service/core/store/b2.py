@@ -37,6 +37,7 @@ from b2sdk.v2.exception import FileNotPresent
 
 from upload_service.core.b2client import original_content_type, retrying
 from upload_service.core.store.base import (
+    Body,
     ChecksumMismatch,
     Digest,
     UploadGone,
@@ -44,6 +45,7 @@ from upload_service.core.store.base import (
     UploadNotFound,
     is_safe_id,
 )
+from upload_service.core.store.body import ChunkBody
 from upload_service.core.store.spool import Spool
 from upload_service.core.threads import run_remote
 
@@ -333,7 +335,7 @@ class B2Store:
     async def write(
         self,
         info: UploadInfo,
-        chunks: AsyncIterator[bytes],
+        body: Body,
         limit: int,
         checksum: tuple[Digest, bytes] | None = None,
     ) -> int:
@@ -348,7 +350,7 @@ class B2Store:
         received = 0
         try:
             try:
-                async for chunk in chunks:
+                async for chunk in body:
                     chunk = chunk[: limit - received]
                     if not chunk:
                         if received >= limit:
@@ -431,7 +433,7 @@ class B2Store:
                 async for block in self.open_range(part.id, 0, part.offset):
                     yield block
 
-        final.offset = await self.write(await self.get(final.id), joined(), final.length)
+        final.offset = await self.write(await self.get(final.id), ChunkBody(joined()), final.length)
 
     async def list_ids(self) -> list[str]:
         def scan() -> list[str]:
@@ -440,9 +442,6 @@ class B2Store:
             return [folder.removeprefix(self.root).rstrip("/") for _, folder in listing if folder]
 
         return await run_remote(scan)
-
-    async def last_change(self, upload_id: str) -> float:
-        return (await self.get(upload_id)).updated_at
 
     async def open_range(self, upload_id: str, start: int, end: int) -> AsyncIterator[bytes]:
         state = await run_remote(self._read_state, upload_id)

@@ -45,7 +45,7 @@ from upload_service.core.errors import (
 )
 from upload_service.core.store.base import UploadInfo
 from upload_service.core.tokens import TokenClaims
-from upload_service.http.tus.body import RequestBody, Stalled, count_stored_bytes, has_body
+from upload_service.http.tus.body import Stalled, count_stored_bytes, has_body
 from upload_service.http.tus.handler import TusHandler
 
 INTEROP_VERSIONS = range(3, 9)
@@ -298,7 +298,7 @@ class DraftHandler:
             )
         with count_stored_bytes(info):
             try:
-                body = RequestBody(request, self.tus.config.body_timeout)
+                body = self.tus.make_body(request, self.tus.config.body_timeout)
                 info.offset = await self.tus.store.write(info, body, room)
             except Stalled:
                 raise await self.tus.stalled(info) from None

@@ -47,7 +47,13 @@ from upload_service.core.store.base import (
     UploadStore,
 )
 from upload_service.core.tokens import TokenClaims
-from upload_service.http.tus.body import RequestBody, Stalled, count_stored_bytes, has_body
+from upload_service.http.tus.body import (
+    MakeBody,
+    RequestBody,
+    Stalled,
+    count_stored_bytes,
+    has_body,
+)
 from upload_service.http.tus.headers import (
     CHECKSUM_ALGORITHMS,
     EXTENSIONS,
@@ -100,8 +106,10 @@ class TusHandler:
         config: TusConfig,
         authenticate: Callable[[Request], TokenClaims],
         hooks: UploadHooks | None = None,
+        make_body: MakeBody = RequestBody,
     ) -> None:
         self.store = store
+        self.make_body = make_body
         self.locker = locker
         self.config = config
         self.authenticate = authenticate
@@ -368,7 +376,7 @@ class TusHandler:
         self, request: Request, info: UploadInfo, room: int, digest: tuple[Digest, bytes] | None
     ) -> None:
         try:
-            body = RequestBody(request, self.config.body_timeout)
+            body = self.make_body(request, self.config.body_timeout)
             info.offset = await self.store.write(info, body, room, digest)
         except ChecksumMismatch:
             raise ChecksumMismatchError() from None
