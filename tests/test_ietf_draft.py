@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio.to_thread
@@ -327,6 +327,41 @@ async def test_too_large_is_413_with_upload_limit(
     )
     assert r.status_code == 413, r.text
     assert r.headers["upload-limit"] == "max-size=1000"
+
+
+async def test_an_append_cut_off_by_a_shutdown_keeps_and_records_its_bytes(
+    client: httpx.AsyncClient, make_token: Callable[..., str]
+) -> None:
+    """As for a tus PATCH: past the grace period the server cancels the request; what
+    arrived stays stored, the status record says so, and the upload is not locked."""
+    token = make_token()
+    length = 4 * 1024 * 1024
+    r = await client.post(
+        "/files/", headers=draft(token, **{"Upload-Complete": "?0", "Upload-Length": str(length)})
+    )
+    upload_id = upload_id_of(r)
+    sent = os.urandom(1024 * 1024)
+    all_sent = anyio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield sent
+        all_sent.set()
+        await anyio.sleep_forever()  # the client stalls
+        yield b""  # pragma: no cover
+
+    headers = draft(
+        token, **{"Upload-Offset": "0", "Upload-Complete": "?0", "Content-Type": PARTIAL}
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: client.patch(f"/files/{upload_id}", content=body(), headers=headers))
+        await all_sent.wait()
+        tg.cancel_scope.cancel()  # what a shutdown does to a request past its grace
+    assert (await offset_of(client, token, upload_id)).headers["upload-offset"] == str(len(sent))
+    assert (await status_of(client, upload_id))["offset"] == len(sent)
+    rest = os.urandom(length - len(sent))
+    r = await append(client, token, upload_id, len(sent), rest, complete=True)
+    assert r.status_code == 204, r.text
+    assert await content_of(client, upload_id) == sent + rest
 
 
 # -- cancellation and discovery ---------------------------------------------------
