@@ -26,6 +26,8 @@ It returns None when it cannot (the request is over already): the body is
 then read with `receive()` as usual. `outcome` is a splice.Outcome; the bytes
 moved are in the file whatever it is.
 
+This subclasses uvicorn internals: pyproject.toml pins uvicorn to the versions
+it was checked against, and tests/test_uvicorn_pin.py names what it relies on.
 `serve` passes this class to uvicorn as `http=` when UPLOAD_FAST_PATH is on;
 importing this module (which uvicorn does in every worker process) also tunes
 glibc's malloc, see below.
@@ -47,6 +49,35 @@ from upload_service.fastpath.splice import (
     move_body,
     splice_supported,
 )
+
+# What of uvicorn's internals this module relies on, by the class that has it
+# (instance attributes included). tests/test_uvicorn_pin.py checks them on the
+# installed uvicorn; pyproject.toml pins uvicorn to the versions checked.
+UVICORN_INTERNALS = {
+    "HttpToolsProtocol": (
+        "on_headers_complete",
+        "on_body",
+        "_should_upgrade",
+        "cycle",
+        "scope",
+        "headers",
+        "scheme",
+        "flow",
+        "parser",
+        "transport",
+    ),
+    "RequestResponseCycle": (
+        "scope",
+        "body",
+        "more_body",
+        "message_event",
+        "disconnected",
+        "response_complete",
+        "waiting_for_100_continue",
+        "keep_alive",
+    ),
+    "FlowControl": ("pause_reading", "resume_reading"),
+}
 
 # Reading pauses once this much body waits for the application (uvicorn's value).
 HIGH_WATER = 64 * 1024
