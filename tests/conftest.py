@@ -72,6 +72,18 @@ def wait_for_port(port: int, timeout: float = 15.0) -> None:
     raise RuntimeError(f"nothing listens on port {port} after {timeout}s")
 
 
+def wait_for_port_closed(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), 0.2):
+                pass
+        except OSError:
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"port {port} still accepts connections after {timeout}s")
+
+
 @dataclass
 class RedisServer:
     port: int
@@ -189,6 +201,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         LOG_JSON="false",
         MEDIA_ACCESS=settings.media_access,
         MEDIA_URL_TTL=str(settings.media_url_ttl),
+        UPLOAD_FAST_PATH="on" if settings.fast_path else "off",
     )
     for name, value in (
         ("UPLOAD_PUBLIC_URL", settings.public_url),
@@ -238,6 +251,10 @@ class LiveServer:
         assert self.process
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(10)
+        # Its worker processes hold the listening socket until they are gone too
+        # (a worker in the middle of a disk write dies last): a server started on
+        # the same port before then would look ready, then refuse connections.
+        wait_for_port_closed(self.port)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

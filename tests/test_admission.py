@@ -3,7 +3,6 @@ that the event loop keeps turning for HEADs; the gate never holds a HEAD back.""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import anyio
@@ -18,7 +17,6 @@ from upload_service.core.store.base import UploadInfo
 from upload_service.core.store.local import LocalStore
 from upload_service.http.app import create_app
 from upload_service.http.services import Services
-from upload_service.http.tus.handler import admission
 
 pytestmark = pytest.mark.anyio
 
@@ -75,29 +73,3 @@ async def test_a_burst_of_creations_is_let_in_a_few_at_a_time_while_heads_pass(
     await services.redis.aclose()
     assert statuses == [201] * 6
     assert store.most_inside == 2
-
-
-async def test_an_admission_that_waits_for_no_one_keeps_its_turn_of_the_event_loop() -> None:
-    # Under load every extra turn queues a request behind all the others: a free
-    # place is taken at once, and a full gate still makes the next one wait.
-    gate = admission(1)
-    turns = 0
-
-    def turn() -> None:
-        nonlocal turns
-        turns += 1
-
-    asyncio.get_running_loop().call_soon(turn)
-    async with gate:
-        assert turns == 0
-        waiter_in = anyio.Event()
-
-        async def waiter() -> None:
-            async with gate:
-                waiter_in.set()
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(waiter)
-            await anyio.sleep(0.05)
-            assert not waiter_in.is_set()
-            tg.cancel_scope.cancel()

@@ -22,6 +22,7 @@ from upload_service.core.media_types import media_type_for
 from upload_service.core.settings import Settings
 from upload_service.core.status import StatusStore, new_record
 from upload_service.core.store import LocalStore, UploadInfo
+from upload_service.core.store.body import ChunkBody
 
 UPLOAD_ID = "clip1"
 
@@ -42,7 +43,7 @@ def finished_upload(settings: Settings, source: Path) -> UploadInfo:
 
     async def upload() -> None:
         await store.create(info)
-        info.offset = await store.write(info, body(), len(data))
+        info.offset = await store.write(info, ChunkBody(body()), len(data))
 
     anyio.run(upload)
     return info

@@ -1,33 +1,28 @@
-"""The B2 upload store on b2sdk's RawSimulator: the store contract, then B2's own rules."""
+"""The B2 upload store on b2sdk's RawSimulator: B2's own rules (the store contract,
+which B2Store keeps too, is in test_store_contract.py)."""
 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import os
 from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
-import test_store_contract as contract
 from b2_helpers import MB, PART, FakeB2, make_fake_b2
-from test_store_contract import Broken, broken_after, chunks, new_info, read_all, sha256
+from store_helpers import Broken, broken_after, chunks, new_info, pieces, read_all, sha256
+from store_helpers import b2_store as make_b2_store
 from tus_helpers import checksum, create, download, head, patch
 
 from upload_service.core.jobs import MemoryJobQueue
 from upload_service.core.settings import Settings
-from upload_service.core.store import ChecksumMismatch, UploadStore
+from upload_service.core.store import ChecksumMismatch
 from upload_service.core.store.b2 import B2Store
 from upload_service.core.store.spool import Spool
 from upload_service.http.app import create_app
 from upload_service.http.services import Services
 
 pytestmark = pytest.mark.anyio
-
-# Every contract test that takes a `store` runs here against B2Store too.
-for _name, _test in vars(contract).items():
-    if _name.startswith("test_") and "store" in inspect.signature(_test).parameters:
-        globals()[_name] = _test
 
 
 @pytest.fixture
@@ -36,20 +31,8 @@ def fake_b2() -> FakeB2:
 
 
 @pytest.fixture
-def b2_store(fake_b2: FakeB2, tmp_path: os.PathLike[str]) -> B2Store:
-    return B2Store(
-        lambda: fake_b2.api, fake_b2.bucket.name, prefix="tus", part_size=PART, spool_dir=None
-    )
-
-
-@pytest.fixture
-def store(b2_store: B2Store) -> UploadStore:
-    return b2_store
-
-
-async def pieces(data: bytes, size: int) -> AsyncIterator[bytes]:
-    for i in range(0, len(data), size):
-        yield data[i : i + size]
+def b2_store(fake_b2: FakeB2) -> B2Store:
+    return make_b2_store(fake_b2)
 
 
 def objects(fake: FakeB2) -> dict[str, list[object]]:
@@ -97,7 +80,7 @@ async def test_parts_go_to_b2_while_the_upload_is_running(
     assert [p.content_length for p in parts] == [PART]
     assert (await b2_store.get("up1")).offset == 6 * MB
     # Another server process (a new store, nothing shared) resumes it.
-    other = B2Store(lambda: fake_b2.api, fake_b2.bucket.name, prefix="tus", part_size=PART)
+    other = make_b2_store(fake_b2)
     info = await other.get("up1")
     assert await other.write(info, pieces(data[6 * MB :], 1 << 20), 5 * MB) == len(data)
     assert await read_all(other, "up1") == data

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio.to_thread
@@ -329,6 +329,41 @@ async def test_too_large_is_413_with_upload_limit(
     assert r.headers["upload-limit"] == "max-size=1000"
 
 
+async def test_an_append_cut_off_by_a_shutdown_keeps_and_records_its_bytes(
+    client: httpx.AsyncClient, make_token: Callable[..., str]
+) -> None:
+    """As for a tus PATCH: past the grace period the server cancels the request; what
+    arrived stays stored, the status record says so, and the upload is not locked."""
+    token = make_token()
+    length = 4 * 1024 * 1024
+    r = await client.post(
+        "/files/", headers=draft(token, **{"Upload-Complete": "?0", "Upload-Length": str(length)})
+    )
+    upload_id = upload_id_of(r)
+    sent = os.urandom(1024 * 1024)
+    all_sent = anyio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield sent
+        all_sent.set()
+        await anyio.sleep_forever()  # the client stalls
+        yield b""  # pragma: no cover
+
+    headers = draft(
+        token, **{"Upload-Offset": "0", "Upload-Complete": "?0", "Content-Type": PARTIAL}
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: client.patch(f"/files/{upload_id}", content=body(), headers=headers))
+        await all_sent.wait()
+        tg.cancel_scope.cancel()  # what a shutdown does to a request past its grace
+    assert (await offset_of(client, token, upload_id)).headers["upload-offset"] == str(len(sent))
+    assert (await status_of(client, upload_id))["offset"] == len(sent)
+    rest = os.urandom(length - len(sent))
+    r = await append(client, token, upload_id, len(sent), rest, complete=True)
+    assert r.status_code == 204, r.text
+    assert await content_of(client, upload_id) == sent + rest
+
+
 # -- cancellation and discovery ---------------------------------------------------
 
 
@@ -448,7 +483,7 @@ async def test_resume_after_an_interrupted_append(
             data[1000:half],
             len(data) - 1000,
         )
-        # The server keeps what arrived; poll until the broken request has let go.
+        # The server keeps what arrived; poll until the offset says so.
         for _ in range(200):
             r = await offset_of(client, token, upload_id)
             if r.status_code == 204 and r.headers["upload-offset"] == str(half):
@@ -457,7 +492,13 @@ async def test_resume_after_an_interrupted_append(
         assert r.headers["upload-offset"] == str(half)
         assert r.headers["upload-complete"] == "?0"
 
-        r = await append(client, token, upload_id, half, data[half:], complete=True)
+        # The broken request may still hold the upload (recording its offset): a
+        # client retries a 423 until it has let go.
+        for _ in range(200):
+            r = await append(client, token, upload_id, half, data[half:], complete=True)
+            if r.status_code != 423:
+                break
+            await anyio.sleep(0.05)
         assert r.status_code == 204, r.text
         assert r.headers["upload-complete"] == "?1"
         got = await client.get(f"/files/{upload_id}", headers={"Authorization": f"Bearer {token}"})

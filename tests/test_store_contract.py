@@ -1,4 +1,5 @@
-"""One contract, every store: LocalStore (disk) and MemoryStore (tests) behave alike.
+"""One contract, every store: LocalStore (disk), MemoryStore (tests) and B2Store (on
+b2sdk's simulator) behave alike, the ways a body can end included.
 
 Plus LocalStore's crash safety: a process that dies in the middle of a
 checksummed chunk leaves `verifying_from` in the info file, and the next read
@@ -7,7 +8,6 @@ rolls the data back to it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -21,53 +21,35 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 import pytest
+from b2_helpers import make_fake_b2
+from store_helpers import (
+    STORE_KINDS,
+    Broken,
+    broken_after,
+    chunks,
+    make_store,
+    new_info,
+    pieces,
+    read_all,
+    sha256,
+)
 
 from upload_service.core.store import (
     ChecksumMismatch,
     LocalStore,
-    MemoryStore,
     UploadGone,
-    UploadInfo,
     UploadNotFound,
     UploadStore,
 )
+from upload_service.core.store.body import ChunkBody
 
 pytestmark = pytest.mark.anyio
+MIB = 1024 * 1024
 
 
-@pytest.fixture(params=["local", "memory"])
+@pytest.fixture(params=STORE_KINDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> UploadStore:
-    if request.param == "local":
-        return LocalStore(tmp_path / "uploads")
-    return MemoryStore()
-
-
-def new_info(upload_id: str = "up1", length: int | None = 10, **fields: object) -> UploadInfo:
-    return UploadInfo(id=upload_id, owner="user-1", length=length, **fields)  # type: ignore[arg-type]
-
-
-async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
-    for part in parts:
-        yield part
-
-
-class Broken(Exception):
-    pass
-
-
-async def broken_after(*parts: bytes) -> AsyncIterator[bytes]:
-    for part in parts:
-        yield part
-    raise Broken("the client went away")
-
-
-async def read_all(store: UploadStore, upload_id: str) -> bytes:
-    info = await store.get(upload_id)
-    return b"".join([b async for b in store.open_range(upload_id, 0, info.offset)])
-
-
-def sha256(data: bytes) -> tuple[hashlib._Hash, bytes]:
-    return hashlib.sha256(), hashlib.sha256(data).digest()
+    return make_store(request.param, tmp_path, make_fake_b2())
 
 
 async def test_create_and_get(store: UploadStore) -> None:
@@ -79,7 +61,7 @@ async def test_create_and_get(store: UploadStore) -> None:
     assert got.metadata == {"filename": "a.mp4", "flag": None}
     assert (got.meta, got.kinds, got.finished) == ({"course": 1}, ["video"], False)
     assert "up1" in await store.list_ids()
-    assert await store.last_change("up1") >= info.created_at - 1
+    assert got.updated_at >= info.created_at - 1
 
 
 async def test_create_never_overwrites(store: UploadStore) -> None:
@@ -116,11 +98,11 @@ async def test_write_stops_at_the_limit(store: UploadStore) -> None:
 
 
 async def test_write_of_a_large_body_in_many_chunks(store: UploadStore) -> None:
-    data = os.urandom(3 * 1024 * 1024 + 17)
+    data = os.urandom(3 * MIB + 17)
     await store.create(new_info(length=len(data)))
-    parts = [data[i : i + 65536] for i in range(0, len(data), 65536)]
     digest = sha256(data)
-    assert await store.write(await store.get("up1"), chunks(*parts), len(data), digest) == len(data)
+    written = await store.write(await store.get("up1"), pieces(data, 65536), len(data), digest)
+    assert written == len(data)
     assert await read_all(store, "up1") == data
 
 
@@ -151,6 +133,49 @@ async def test_broken_stream_keeps_what_arrived(store: UploadStore) -> None:
     assert await read_all(store, "up1") == b"abcde"
 
 
+async def test_a_large_body_cut_off_midway_keeps_every_byte_that_arrived(
+    store: UploadStore,
+) -> None:
+    data = os.urandom(3 * MIB + 17)
+    await store.create(new_info(length=8 * MIB))
+    parts = [data[i : i + 65536] for i in range(0, len(data), 65536)]
+    with pytest.raises(Broken):
+        await store.write(await store.get("up1"), broken_after(*parts), 8 * MIB)
+    assert (await store.get("up1")).offset == len(data)
+    assert await read_all(store, "up1") == data
+
+
+async def test_a_cancelled_write_keeps_every_byte_that_arrived(store: UploadStore) -> None:
+    """A shutdown cancels the request while the body waits for more: what arrived
+    is stored, and a local file is closed."""
+    data = os.urandom(2 * MIB + 5)
+    await store.create(new_info(length=8 * MIB))
+    all_sent = anyio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        for i in range(0, len(data), 256 * 1024):
+            yield data[i : i + 256 * 1024]
+        all_sent.set()
+        await anyio.sleep_forever()
+        yield b""  # pragma: no cover
+
+    info = await store.get("up1")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(store.write, info, ChunkBody(body()), 8 * MIB)
+        await all_sent.wait()
+        tg.cancel_scope.cancel()
+    assert (await store.get("up1")).offset == len(data)
+    assert await read_all(store, "up1") == data
+    path = store.path("up1")
+    if path is not None:
+        assert open_descriptors_of(Path(path)) == 0
+
+
+def open_descriptors_of(path: Path) -> int:
+    fds = Path("/proc/self/fd")
+    return sum(1 for fd in os.listdir(fds) if os.path.realpath(fds / fd) == str(path))
+
+
 async def test_broken_checksummed_stream_keeps_nothing(store: UploadStore) -> None:
     await store.create(new_info())
     await store.write(await store.get("up1"), chunks(b"ab"), 10)
@@ -178,7 +203,7 @@ async def test_reading_during_a_checksummed_write_does_not_disturb_it(store: Upl
 
     async def write() -> None:
         info = await store.get("up1")
-        assert await store.write(info, body(), len(data), sha256(data)) == len(data) + 4
+        assert await store.write(info, ChunkBody(body()), len(data), sha256(data)) == len(data) + 4
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(write)
@@ -300,6 +325,7 @@ CRASHING_WRITER = textwrap.dedent(
     """
     import asyncio, hashlib, sys
     from upload_service.core.store import LocalStore
+    from upload_service.core.store.body import ChunkBody
 
     async def body():
         for _ in range(8):
@@ -311,7 +337,7 @@ CRASHING_WRITER = textwrap.dedent(
         store = LocalStore(sys.argv[1])
         info = await store.get("up1")
         checksum = (hashlib.sha256(), hashlib.sha256(b"whatever").digest())
-        await store.write(info, body(), 100 * 1024 * 1024, checksum)
+        await store.write(info, ChunkBody(body()), 100 * 1024 * 1024, checksum)
 
     asyncio.run(main())
     """

@@ -35,6 +35,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
 
     from upload_service.core import logs, metrics
+    from upload_service.http.body_path import body_path
 
     if not settings.token_secret:
         raise SystemExit(
@@ -59,17 +60,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
             forwarded_allow_ips="*" if settings.behind_proxy else None,
             timeout_graceful_shutdown=args.graceful_timeout,
             h11_max_incomplete_event_size=None,
-            http=_http_protocol(),
+            http=body_path(settings).http_protocol,  # UPLOAD_FAST_PATH
         )
-
-
-def _http_protocol() -> str:
-    """httptools with a copy-free body buffer (see http_protocol.py), when httptools is there."""
-    try:
-        import httptools  # noqa: F401
-    except ImportError:
-        return "auto"
-    return "upload_service.fastpath.protocol:UploadHttpToolsProtocol"
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> None:

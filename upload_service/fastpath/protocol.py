@@ -3,41 +3,39 @@
 Stock uvicorn appends every piece read from the socket to a bytearray and hands
 the application `bytes(bytearray)`: two extra copies of every uploaded byte, and
 reading pauses as soon as 64 KiB wait, so the socket is paused and resumed
-(two epoll_ctl calls) for nearly every read. Profiling a 1 GiB PATCH showed that
-copying and churn on the event-loop thread, which is the bottleneck.
+(two epoll_ctl calls) for nearly every read; on the event-loop thread, which
+is the bottleneck.
 
 Here the pieces are kept as the `bytes` objects the loop already made: a lone
 piece reaches the application without any copy, several are joined once.
-Reading still pauses once `HIGH_WATER` bytes wait, as in uvicorn: a bigger
-threshold (512 KiB) was measured and cost more CPU, because the application
-then gets several pieces that must be joined. Memory per connection stays
-bounded exactly as with uvicorn's own flow control.
+Reading still pauses once `HIGH_WATER` bytes wait, as in uvicorn (a bigger
+threshold cost more CPU: the application then gets several pieces to join), so
+memory per connection stays bounded exactly as with uvicorn's own flow control.
 
 Large bodies skip even that: once a request's headers are parsed, a body of
 known length gets the ASGI extension `BODY_TO_FILE` in its scope, with which
-the application has the bytes moved from the socket straight into a file in
-the kernel, by a worker thread (see body_splice.py); the event loop never sees
-them. The application calls it instead of `receive()`:
+the application (body.py) has the bytes moved from the socket straight into a
+file it opened, in the kernel, by a lane thread (splice.py); the event loop
+never sees them:
 
     moved, outcome = await scope["extensions"][BODY_TO_FILE]["to_file"](
-        open_file, limit, idle_timeout
+        fd, limit, idle_timeout
     )
 
-`open_file()` returns a descriptor positioned where the body goes; it is called
-and the descriptor closed in that worker thread. It returns None, before
-touching anything, when it cannot (the request is over already): the body is
-then read with `receive()` as usual. `outcome` is
-"done", "eof" (the client went away), "stalled" (nothing for `idle_timeout`
-s) or "stopped"; the bytes moved are in the file whatever the outcome.
+It returns None when it cannot (the request is over already): the body is
+then read with `receive()` as usual. `outcome` is a splice.Outcome; the bytes
+moved are in the file whatever it is.
 
-`serve` passes this class to uvicorn as `http=`; importing this module (which
-uvicorn does in every worker process) also tunes glibc's malloc, see below.
+This subclasses uvicorn internals: pyproject.toml pins uvicorn to the versions
+it was checked against, and tests/test_uvicorn_pin.py names what it relies on.
+`serve` passes this class to uvicorn as `http=` when UPLOAD_FAST_PATH is on;
+importing this module (which uvicorn does in every worker process) also tunes
+glibc's malloc, see below.
 """
 
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Callable
 from typing import Any
 
 import httptools
@@ -51,6 +49,35 @@ from upload_service.fastpath.splice import (
     move_body,
     splice_supported,
 )
+
+# What of uvicorn's internals this module relies on, by the class that has it
+# (instance attributes included). tests/test_uvicorn_pin.py checks them on the
+# installed uvicorn; pyproject.toml pins uvicorn to the versions checked.
+UVICORN_INTERNALS = {
+    "HttpToolsProtocol": (
+        "on_headers_complete",
+        "on_body",
+        "_should_upgrade",
+        "cycle",
+        "scope",
+        "headers",
+        "scheme",
+        "flow",
+        "parser",
+        "transport",
+    ),
+    "RequestResponseCycle": (
+        "scope",
+        "body",
+        "more_body",
+        "message_event",
+        "disconnected",
+        "response_complete",
+        "waiting_for_100_continue",
+        "keep_alive",
+    ),
+    "FlowControl": ("pause_reading", "resume_reading"),
+}
 
 # Reading pauses once this much body waits for the application (uvicorn's value).
 HIGH_WATER = 64 * 1024
@@ -66,8 +93,8 @@ def tune_malloc(mmap_threshold: int = 4 * 1024 * 1024, trim_threshold: int = 32 
     with brk() around them, so the kernel hands out and zeroes new pages for
     every piece of every upload: a native profile showed brk and page faults
     under the copies. Fixed thresholds keep freed blocks for reuse (at most
-    `trim_threshold` bytes of free heap are kept); measured: 1.63 -> 1.41 CPU
-    seconds per GiB uploaded. A no-op where the C library is not glibc.
+    `trim_threshold` bytes of free heap are kept). A no-op where the C library
+    is not glibc.
     """
     try:
         libc = ctypes.CDLL(None)
@@ -169,8 +196,8 @@ class _BodyMover:
         self.length = length
 
     async def to_file(
-        self, open_file: Callable[[], int], limit: int, idle_timeout: float | None
-    ) -> tuple[int, str] | None:
+        self, fd: int, limit: int, idle_timeout: float | None
+    ) -> tuple[int, Outcome] | None:
         protocol, cycle = self.protocol, self.cycle
         if protocol.cycle is not cycle or cycle.disconnected or cycle.response_complete:
             return None
@@ -186,7 +213,7 @@ class _BodyMover:
         cycle.body = bytearray()
         remaining = self.length - protocol.body_seen
         wanted = min(remaining, limit - len(head))
-        moved, outcome = await move_body(BodyJob(sock, open_file, head, wanted, idle_timeout))
+        moved, outcome = await move_body(BodyJob(sock, fd, head, wanted, idle_timeout))
         metrics.BYTES_SPLICED.inc(moved)
         if outcome is Outcome.DONE and wanted == remaining:
             cycle.more_body = False
@@ -198,4 +225,4 @@ class _BodyMover:
             cycle.keep_alive = False
             if outcome is Outcome.EOF:
                 protocol.transport.close()
-        return len(head) + moved, outcome.value
+        return len(head) + moved, outcome

@@ -6,12 +6,11 @@ per read. A few "lane" threads do it for every body at once, each waiting on
 its sockets with epoll, so the event loop only sees each body's start and end
 and stays free for HEADs and status reads while uploads stream in.
 
-Measured on the bench machine (2 cores), 1 GiB in one PATCH: 1.0-1.15 GB/s
-through the event loop before, 2.0-2.4 GB/s spliced, as fast as a bare responder
-that does nothing but splice (bench/bare_splice.py); see bench/results.
+The bench compares this with a bare responder that does nothing but splice
+(bench/bare_splice.py): the kernel's own pace is the target.
 
-Only the moving lives here; `http_protocol.py` hands bodies over once their
-request's headers are parsed.
+Only the moving lives here; protocol.py hands bodies over once their request's
+headers are parsed, and body.py asks for them to be moved into a store's file.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable
 from typing import Protocol
 
 # The ASGI scope extension through which the application asks for this.
@@ -64,28 +62,25 @@ def splice_supported() -> bool:
 
 
 class BodyJob:
-    """One body: `head` (bytes the HTTP parser already read), then `count` bytes off `sock`.
+    """One body: `head` (bytes the HTTP parser already read), then `count` bytes off `sock`,
+    written at `file_fd`'s position (the caller opened it, and closes it after).
 
-    The lane opens the file with `open_file` (a descriptor positioned where the
-    body goes) and closes it when the body ends, in its own thread: two thread
-    hops fewer per upload than opening and closing it from the event loop.
-    `result` resolves, on the event loop it was made on, to (bytes written,
-    outcome) or to the OSError that opening, writing or closing the file
-    raised. Every byte taken off the socket is in the file by then.
+    `result` resolves, on the event loop it was made on, to (bytes moved off the
+    socket, outcome) or to the OSError that writing the file raised. Every byte
+    taken off the socket is in the file by then.
     """
 
     def __init__(
         self,
         sock: SocketLike,
-        open_file: Callable[[], int],
+        file_fd: int,
         head: bytes,
         count: int,
         idle_timeout: float | None,
     ) -> None:
         self.sock = sock
         self.sock_fd = sock.fileno()
-        self.open_file = open_file
-        self.file_fd = -1
+        self.file_fd = file_fd
         self.head = head
         self.count = count
         self.idle_timeout = idle_timeout
@@ -105,7 +100,6 @@ class BodyJob:
 
     # -- in the lane thread ---------------------------------------------------
     def start(self) -> None:
-        self.file_fd = self.open_file()
         self._file = _FileWriter(self.file_fd)
         view = memoryview(self.head)
         while view:
@@ -150,13 +144,6 @@ class BodyJob:
             self._low_water = wanted
 
     def finish(self, outcome: Outcome | BaseException) -> None:
-        if self.file_fd >= 0:
-            try:
-                os.close(self.file_fd)
-            except OSError as e:  # the file system's last word on the writes
-                if not isinstance(outcome, BaseException):
-                    outcome = e
-            self.file_fd = -1
         if self._low_water > 1:  # the event loop reads this socket again next
             with contextlib.suppress(OSError):
                 self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)

@@ -24,6 +24,7 @@ from upload_service.core.settings import Settings
 from upload_service.core.tokens import TokenClaims, bearer, decode_token
 from upload_service.http import openapi, page, webhooks_api
 from upload_service.http import status_api as api
+from upload_service.http.body_path import body_path
 from upload_service.http.downloads import Downloads
 from upload_service.http.media import MediaEndpoint
 from upload_service.http.media_host import MediaHostSplit, media_host
@@ -69,6 +70,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             services.jobs,
             webhooks=bool(settings.webhook_url),
         ),
+        make_body=body_path(settings).make_body,  # UPLOAD_FAST_PATH
     )
     draft = DraftHandler(tus)  # IETF resumable uploads, on the same endpoints
     status_api = api.StatusAPI(services)

@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import anyio.to_thread
 from b2sdk.v2 import B2Api, Bucket
 from b2sdk.v2.exception import FileNotPresent
 
 from upload_service.core.b2client import original_content_type, retrying
 from upload_service.core.store.base import (
+    Body,
     ChecksumMismatch,
     Digest,
     UploadGone,
@@ -45,7 +45,9 @@ from upload_service.core.store.base import (
     UploadNotFound,
     is_safe_id,
 )
+from upload_service.core.store.body import ChunkBody
 from upload_service.core.store.spool import Spool
+from upload_service.core.threads import run_remote
 
 MB = 1024 * 1024
 READ_BLOCK = 1024 * 1024
@@ -321,34 +323,34 @@ class B2Store:
         return None
 
     async def create(self, info: UploadInfo) -> None:
-        await anyio.to_thread.run_sync(self._create, info)
+        await run_remote(self._create, info)
 
     async def get(self, upload_id: str) -> UploadInfo:
-        state = await anyio.to_thread.run_sync(self._read_state, upload_id)
+        state = await run_remote(self._read_state, upload_id)
         return state.info
 
     async def save(self, info: UploadInfo) -> None:
-        await anyio.to_thread.run_sync(self._save, info)
+        await run_remote(self._save, info)
 
     async def write(
         self,
         info: UploadInfo,
-        chunks: AsyncIterator[bytes],
+        body: Body,
         limit: int,
         checksum: tuple[Digest, bytes] | None = None,
     ) -> int:
-        state = await anyio.to_thread.run_sync(self._read_state, info.id)
+        state = await run_remote(self._read_state, info.id)
         if state.finished_size is not None:
             return state.finished_size  # complete: nothing may be appended
         state.info = info
-        spool = await anyio.to_thread.run_sync(self._load_tail, info.id, state)
+        spool = await run_remote(self._load_tail, info.id, state)
         # A checksummed chunk is spooled on its own and joins the rest only
         # once its digest matched: nothing of a bad chunk ever reaches B2.
         staged = Spool(self.spool_dir) if checksum else spool
         received = 0
         try:
             try:
-                async for chunk in chunks:
+                async for chunk in body:
                     chunk = chunk[: limit - received]
                     if not chunk:
                         if received >= limit:
@@ -357,11 +359,9 @@ class B2Store:
                     received += len(chunk)
                     if checksum:
                         checksum[0].update(chunk)
-                    await anyio.to_thread.run_sync(staged.append, chunk)
+                    await run_remote(staged.append, chunk)
                     if not checksum and spool.size > self.part_size:
-                        spool = await anyio.to_thread.run_sync(
-                            self._flush_parts, info.id, state, spool
-                        )
+                        spool = await run_remote(self._flush_parts, info.id, state, spool)
                         staged = spool
                     if received >= limit:
                         break
@@ -369,7 +369,7 @@ class B2Store:
                 # A broken stream keeps what arrived, a checksummed chunk nothing.
                 with anyio.CancelScope(shield=True):
                     if not checksum:
-                        await anyio.to_thread.run_sync(self._commit_tail, info.id, state, spool)
+                        await run_remote(self._commit_tail, info.id, state, spool)
                 raise
             if checksum:
                 if checksum[0].digest() != checksum[1]:
@@ -377,7 +377,7 @@ class B2Store:
                 staged.file.seek(0)
                 while block := staged.file.read(READ_BLOCK):
                     spool.append(block)
-            return await anyio.to_thread.run_sync(self._finish_write, info, state, spool)
+            return await run_remote(self._finish_write, info, state, spool)
         finally:
             if staged is not spool:
                 staged.close()
@@ -403,7 +403,7 @@ class B2Store:
             )
             self._delete([v for v, _ in listing])
 
-        await anyio.to_thread.run_sync(remove)
+        await run_remote(remove)
 
     async def expire(self, upload_id: str) -> None:
         def sweep() -> None:
@@ -420,7 +420,7 @@ class B2Store:
             )
             self._delete([v for v, _ in listing if v.id_ != newest_info.id_])
 
-        await anyio.to_thread.run_sync(sweep)
+        await run_remote(sweep)
 
     async def concatenate(self, final: UploadInfo, parts: list[UploadInfo]) -> None:
         # Through this process, not B2's copy_part: B2 copies only parts of at
@@ -433,7 +433,7 @@ class B2Store:
                 async for block in self.open_range(part.id, 0, part.offset):
                     yield block
 
-        final.offset = await self.write(await self.get(final.id), joined(), final.length)
+        final.offset = await self.write(await self.get(final.id), ChunkBody(joined()), final.length)
 
     async def list_ids(self) -> list[str]:
         def scan() -> list[str]:
@@ -441,13 +441,10 @@ class B2Store:
             listing = self._retry(lambda: list(bucket.ls(self.root)))
             return [folder.removeprefix(self.root).rstrip("/") for _, folder in listing if folder]
 
-        return await anyio.to_thread.run_sync(scan)
-
-    async def last_change(self, upload_id: str) -> float:
-        return (await self.get(upload_id)).updated_at
+        return await run_remote(scan)
 
     async def open_range(self, upload_id: str, start: int, end: int) -> AsyncIterator[bytes]:
-        state = await anyio.to_thread.run_sync(self._read_state, upload_id)
+        state = await run_remote(self._read_state, upload_id)
         folder = self._folder(upload_id)
         if state.finished_size is not None:
             name, base = folder + "data", 0
@@ -459,14 +456,14 @@ class B2Store:
             return
         # One ranged GET, read block by block in a thread: bounded memory, and
         # no request per block.
-        blocks = await anyio.to_thread.run_sync(self._stream, name, start - base, end - base)
+        blocks = await run_remote(self._stream, name, start - base, end - base)
         try:
-            while (block := await anyio.to_thread.run_sync(next, blocks, b"")) != b"":
+            while (block := await run_remote(next, blocks, b"")) != b"":
                 yield block
         finally:
             close = getattr(blocks, "close", None)
             if close is not None:
-                await anyio.to_thread.run_sync(close)
+                await run_remote(close)
 
     def _stream(self, name: str, start: int, end: int) -> Iterator[bytes]:
         _, bucket = self._b2()

@@ -1,16 +1,19 @@
 """The store protocol: what the tus layer needs from wherever bytes live.
 
-Like tusd's DataStore, the protocol layer only ever sees this interface; the
-optional capabilities (termination, concatenation) are methods every store here
-implements, so all tus extensions are always advertised.
+Like tusd's DataStore, the protocol layer only ever sees this interface: create
+an upload, read its info (the offset is what the store holds), append a body at
+the offset, save a declared length, read the bytes back. The optional
+capabilities (termination, concatenation, expiry) are methods every store here
+implements, so all tus extensions are always advertised. How a body's bytes
+travel is the body's business (body.py), not the store's.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 # The id rule lives in upload_service.core.ids; imported here too, where it always was.
 from upload_service.core.ids import is_safe_id as is_safe_id
@@ -64,15 +67,16 @@ class Digest(Protocol):
     def digest(self) -> bytes: ...
 
 
-@runtime_checkable
-class FileBody(Protocol):
-    """A body the HTTP server can move into a file itself (see tus/body.py)."""
+class Body(Protocol):
+    """The bytes of one append (see body.py): iterated by stores that take chunks,
+    or asked to fill a file descriptor by stores that have files."""
 
     def __aiter__(self) -> AsyncIterator[bytes]: ...
 
-    async def to_file(self, open_file: Callable[[], int], limit: int) -> int | None:
-        """Move at most `limit` bytes into the file `open_file()` opens, at its
-        position, and close it; None if not possible here (nothing opened)."""
+    async def write_to(self, fd: int, limit: int, digest: Digest | None = None) -> int:
+        """Write at most `limit` bytes at `fd`'s position, feeding `digest`; the
+        count written. What ends the body early is raised once every byte that
+        arrived before it is in the file."""
         ...
 
 
@@ -90,11 +94,11 @@ class UploadStore(Protocol):
     async def write(
         self,
         info: UploadInfo,
-        chunks: AsyncIterator[bytes],
+        body: Body,
         limit: int,
         checksum: tuple[Digest, bytes] | None = None,
     ) -> int:
-        """Append at most `limit` bytes from `chunks` at `info.offset`.
+        """Append at most `limit` bytes of `body` at `info.offset`.
 
         Returns the new offset. With a checksum, a mismatch discards every
         byte of this call and raises ChecksumMismatch. A broken stream keeps
@@ -116,9 +120,9 @@ class UploadStore(Protocol):
         """A local file path of the bytes, when the store has one."""
         ...
 
-    async def list_ids(self) -> list[str]: ...
-
-    async def last_change(self, upload_id: str) -> float: ...
+    async def list_ids(self) -> list[str]:
+        """Every upload's id, expired ones too (what the expiry sweep walks)."""
+        ...
 
     def open_range(self, upload_id: str, start: int, end: int) -> AsyncIterator[bytes]:
         """Stream bytes [start, end) of an upload."""

@@ -7,39 +7,33 @@ replaced atomically (write a temp file, rename). A checksummed chunk first
 records where it started: reads never count an unverified chunk, and the
 next write (which holds the upload's lock) cuts off what a dead writer left.
 
-Every file operation runs in a worker thread; the event loop only moves buffers.
+The store opens the data file at the offset and closes it; the body fills it
+(body.py). Every file operation runs in a worker thread.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import functools
 import json
 import os
 import threading
-import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
-import anyio.to_thread
 
 from upload_service.core.ids import UnsafeId, safe_child
 from upload_service.core.store.base import (
+    Body,
     ChecksumMismatch,
     Digest,
-    FileBody,
     UploadGone,
     UploadInfo,
     UploadNotFound,
 )
+from upload_service.core.store.body import WRITE_BATCH as WRITE_BATCH
 from upload_service.core.threads import run_blocking, run_read
 
-# Chunks from the socket are gathered up to this size, then written with one
-# writev() in a thread while the next batch is read (see _BatchWriter): memory
-# stays at about two batches per upload, and there are few thread hops.
-WRITE_BATCH = 1024 * 1024
+# WRITE_BATCH, the size bodies are written in, is re-exported for bench/upload_suites.py.
 READ_BLOCK = 256 * 1024
 
 
@@ -123,7 +117,7 @@ class LocalStore:
     async def write(
         self,
         info: UploadInfo,
-        chunks: AsyncIterator[bytes],
+        body: Body,
         limit: int,
         checksum: tuple[Digest, bytes] | None = None,
     ) -> int:
@@ -131,55 +125,21 @@ class LocalStore:
         if checksum is not None:
             info.verifying_from = start
             await self.save(info)
-        if checksum is None and isinstance(chunks, FileBody):
-            # The server's own thread opens, fills and closes the file.
-            moved = await chunks.to_file(
-                functools.partial(self._open_for_append, info.id, start), limit
-            )
-            if moved is not None:  # else the server could not: read it below
-                return start + moved
         fd = await run_blocking(self._open_for_append, info.id, start)
-        writer = _BatchWriter(fd, checksum[0] if checksum else None)
-        queued = 0  # bytes handed to the writer, written or in flight
         try:
-            batch: list[bytes] = []
-            batch_size = 0
-            async for chunk in chunks:
-                if not chunk:
-                    continue
-                room = limit - queued - batch_size
-                if len(chunk) > room:
-                    chunk = chunk[:room]
-                batch.append(chunk)
-                batch_size += len(chunk)
-                if batch_size >= WRITE_BATCH:
-                    await writer.submit(batch)
-                    queued += batch_size
-                    batch, batch_size = [], 0
-                if queued + batch_size >= limit:
-                    break
-            if batch:
-                await writer.submit(batch)
-                batch = []
-            await writer.drain()
+            written = await body.write_to(fd, limit, checksum[0] if checksum else None)
         except BaseException:
-            # A dropped connection or a shutdown keeps what arrived, except for
-            # a checksummed chunk, which is all or nothing. Shielded: a cancelled
-            # request must still let its last write land and close its file.
+            # A dropped connection or a shutdown keeps what arrived (the body
+            # wrote it), except for a checksummed chunk, which is all or nothing.
+            # Shielded: a cancelled request must still close its file.
             with anyio.CancelScope(shield=True):
-                try:
-                    with contextlib.suppress(Exception):
-                        if batch and checksum is None:
-                            await writer.submit(batch)  # arrived, not yet written: keep it
-                        await writer.drain()
-                finally:
-                    await run_blocking(self._finish_write, fd, info, start, checksum is not None)
+                await run_blocking(self._finish_write, fd, info, start, checksum is not None)
             raise
-        if checksum is not None and checksum[0].digest() != checksum[1]:
-            await run_blocking(self._finish_write, fd, info, start, True)
+        mismatch = checksum is not None and checksum[0].digest() != checksum[1]
+        await run_blocking(self._finish_write, fd, info, start, mismatch)
+        if mismatch:
             raise ChecksumMismatch()
-        await run_blocking(self._finish_write, fd, info, start, False)
-        return start + writer.written
+        return start + written
 
     def _open_for_append(self, upload_id: str, offset: int) -> int:
         fd = os.open(self._data(upload_id), os.O_WRONLY)
@@ -232,9 +192,6 @@ class LocalStore:
 
         return await run_blocking(scan)
 
-    async def last_change(self, upload_id: str) -> float:
-        return (await self.get(upload_id)).updated_at
-
     async def open_range(self, upload_id: str, start: int, end: int) -> AsyncIterator[bytes]:
         f = await run_blocking(open, self._data(upload_id), "rb")
         try:
@@ -248,73 +205,6 @@ class LocalStore:
                 yield block
         finally:
             await run_blocking(f.close)
-
-
-class _BatchWriter:
-    """Writes batches in a worker thread, one at a time, while the caller reads the next.
-
-    Double buffering: the socket is read into batch N+1 while batch N is being
-    written, so reading and writing overlap instead of taking turns; memory stays
-    bounded at two batches because `submit` first waits for the write in flight.
-    """
-
-    def __init__(self, fd: int, digest: Digest | None) -> None:
-        self.fd = fd
-        self.digest = digest
-        self.written = 0
-        self._pending: asyncio.Task[int] | None = None
-
-    async def submit(self, batch: list[bytes]) -> None:
-        await self.drain()
-        # A task of its own, not a child of the request: cancelling the request
-        # must not abandon a write that is already running in its thread.
-        self._pending = asyncio.ensure_future(
-            anyio.to_thread.run_sync(
-                _write_all, self.fd, batch, self.digest, limiter=_write_limiter()
-            )
-        )
-
-    async def drain(self) -> None:
-        pending = self._pending
-        if pending is None:
-            return
-        try:
-            self.written += await asyncio.shield(pending)
-        finally:
-            if pending.done():  # not when only our wait was cancelled
-                self._pending = None
-
-
-# Bulk writes take their threads from a pool of their own: with a hundred uploads
-# at once they would otherwise hold all of anyio's default 40 worker threads
-# (a token is only returned when the busy event loop resumes the writer), and
-# every HEAD and status read queued behind them for a thread.
-WRITE_THREADS = 8
-_write_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _write_limiter() -> anyio.CapacityLimiter:
-    loop = asyncio.get_running_loop()  # a limiter belongs to one event loop
-    limiter = _write_limiters.get(loop)
-    if limiter is None:
-        limiter = _write_limiters[loop] = anyio.CapacityLimiter(WRITE_THREADS)
-    return limiter
-
-
-def _write_all(fd: int, batch: list[bytes], digest: Digest | None) -> int:
-    if digest is not None:
-        for chunk in batch:  # hashlib releases the GIL on large buffers
-            digest.update(chunk)
-    total = sum(len(c) for c in batch)
-    done = os.writev(fd, batch)
-    if done < total:  # rare short write: finish it byte-exactly
-        rest = b"".join(batch)[done:]
-        while rest:
-            n = os.write(fd, rest)
-            rest = rest[n:]
-    return total
 
 
 def _copy_file(src: int, dst: int, count: int) -> None:

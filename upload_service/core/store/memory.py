@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator
 
 from upload_service.core.store.base import (
+    Body,
     ChecksumMismatch,
     Digest,
     UploadGone,
@@ -53,7 +54,7 @@ class MemoryStore:
     async def write(
         self,
         info: UploadInfo,
-        chunks: AsyncIterator[bytes],
+        body: Body,
         limit: int,
         checksum: tuple[Digest, bytes] | None = None,
     ) -> int:
@@ -62,7 +63,7 @@ class MemoryStore:
         if checksum:
             self._infos[info.id].verifying_from = start
         try:
-            async for chunk in chunks:
+            async for chunk in body:
                 chunk = chunk[: limit - (len(data) - start)]
                 if checksum:
                     checksum[0].update(chunk)
@@ -100,9 +101,6 @@ class MemoryStore:
 
     async def list_ids(self) -> list[str]:
         return list(self._infos)
-
-    async def last_change(self, upload_id: str) -> float:
-        return self._info(upload_id).updated_at
 
     async def open_range(self, upload_id: str, start: int, end: int) -> AsyncIterator[bytes]:
         yield bytes(self._data[upload_id][start:end])

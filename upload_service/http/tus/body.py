@@ -1,10 +1,8 @@
-"""A request body as the stores consume it: chunks, or bytes moved straight into a file.
+"""A request body as the stores consume it: `request.stream()`, with an idle timeout.
 
-Iterating gives the body chunk by chunk through the event loop, with an idle
-timeout. `to_file` asks the HTTP server to move the bytes from the socket into
-a file inside the kernel (see `upload_service.fastpath.protocol`): the local store
-uses it for unchecksummed bodies; any other server, or a busy one, says no and
-the store iterates instead.
+This is the stock body: the bytes come through the event loop chunk by chunk,
+and a store with files has them written a batch at a time (core/store/body.py).
+The fast path's body (upload_service.fastpath.body) builds on this one.
 """
 
 from __future__ import annotations
@@ -13,11 +11,11 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 
 import anyio
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 
 from upload_service.core import metrics
 from upload_service.core.store.base import UploadInfo
-from upload_service.fastpath.splice import BODY_TO_FILE
+from upload_service.core.store.body import ChunkBody
 
 
 class Stalled(Exception):
@@ -31,37 +29,18 @@ def has_body(request: Request) -> bool:
     return "chunked" in request.headers.get("transfer-encoding", "").lower()
 
 
-class RequestBody:
+class RequestBody(ChunkBody):
+    """The request's body; raises Stalled after `idle_timeout` seconds without a
+    chunk, and starlette's ClientDisconnect when the client goes away."""
+
     def __init__(self, request: Request, idle_timeout: float | None = None) -> None:
+        super().__init__(_chunks(request, idle_timeout))
         self.request = request
         self.idle_timeout = idle_timeout
-        self._chunks = _chunks(request, idle_timeout)
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self
 
-    async def __anext__(self) -> bytes:
-        return await self._chunks.__anext__()
-
-    async def to_file(self, open_file: Callable[[], int], limit: int) -> int | None:
-        """Move up to `limit` body bytes into the file `open_file()` opens (at its
-        position; the server closes it); None if the server can't, before opening.
-
-        Raises ClientDisconnect or Stalled like iterating would; the bytes moved
-        before that are in the file either way.
-        """
-        extension = self.request.scope.get("extensions", {}).get(BODY_TO_FILE)
-        if extension is None:
-            return None
-        result = await extension["to_file"](open_file, limit, self.idle_timeout)
-        if result is None:
-            return None
-        moved, outcome = result
-        if outcome == "eof":
-            raise ClientDisconnect()
-        if outcome == "stalled":
-            raise Stalled()
-        return int(moved)
+# How the server makes a request's body (see http/body_path.py): (request, idle timeout).
+MakeBody = Callable[[Request, float | None], RequestBody]
 
 
 async def _chunks(request: Request, idle_timeout: float | None) -> AsyncIterator[bytes]:

@@ -30,7 +30,7 @@ import time
 from collections.abc import Awaitable, Callable
 from email.message import Message
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
 from upload_service.core.errors import (
@@ -45,7 +45,7 @@ from upload_service.core.errors import (
 )
 from upload_service.core.store.base import UploadInfo
 from upload_service.core.tokens import TokenClaims
-from upload_service.http.tus.body import RequestBody, Stalled, count_stored_bytes, has_body
+from upload_service.http.tus.body import has_body
 from upload_service.http.tus.handler import TusHandler
 
 INTEROP_VERSIONS = range(3, 9)
@@ -139,6 +139,9 @@ class DraftHandler:
     def _too_large(self, message: str, version: int, claims: TokenClaims) -> ServiceError:
         return TooLarge(message, headers=self._limits(version, claims, None))
 
+    def _too_large_for(self, version: int, claims: TokenClaims) -> Callable[[str], ServiceError]:
+        return lambda message: self._too_large(message, version, claims)
+
     # -- OPTIONS -------------------------------------------------------------
     async def options(self, request: Request) -> Response:
         version = self._version(request)
@@ -167,10 +170,15 @@ class DraftHandler:
             meta=dict(claims.meta),  # claims are shared by cached tokens
             kinds=claims.kinds,
         )
-        await self.tus.store.create(info)
-        await self.tus.hooks.created(info)
-        async with self.tus.locker.lock(info.id):
-            await self._append(request, info, complete, limit, version, claims)
+        await self.tus.appender.create(info)
+        info = await self.tus.appender.append(
+            request,
+            info.id,
+            None,
+            limit,
+            completes=complete,
+            too_large=self._too_large_for(version, claims),
+        )
         done = info.finished
         headers = self._headers(
             version,
@@ -228,24 +236,34 @@ class DraftHandler:
         complete = self._complete(request, version)
         upload_id = request.path_params["upload_id"]
         limit = self.tus._limit(claims)
-        async with self.tus.locker.lock(upload_id):
+
+        async def prepare() -> UploadInfo:
             info = await self.tus.load(upload_id, claims)
             if info.concat == "final":
                 raise Forbidden("a final concatenation cannot be appended to")
             if info.finished:
                 if complete and offset == info.offset and not has_body(request):
-                    return Response(
-                        status_code=204,
-                        headers=self._headers(version, True, **{"Upload-Offset": str(offset)}),
-                    )
+                    return info  # a repeated completion: answered as a success
                 raise BadRequest(f"upload {upload_id} is already completed")
             if offset != info.offset:
                 raise MismatchedOffset(
                     f"Upload-Offset is {offset} but the upload is at {info.offset}",
                     headers=self._headers(version, False, **{"Upload-Offset": str(info.offset)}),
                 )
+            return info
+
+        async def declare(info: UploadInfo) -> None:
             await self._set_length(request, info, complete, limit, version, claims)
-            await self._append(request, info, complete, limit, version, claims)
+
+        info = await self.tus.appender.append(
+            request,
+            upload_id,
+            prepare,
+            limit,
+            declare=declare,
+            completes=complete,
+            too_large=self._too_large_for(version, claims),
+        )
         headers = self._headers(version, info.finished, **{"Upload-Offset": str(info.offset)})
         if not info.finished:
             headers.update(self._limits(version, claims, info))
@@ -276,48 +294,6 @@ class DraftHandler:
             )
         info.length = declared
         await self.tus.store.save(info)
-
-    async def _append(
-        self,
-        request: Request,
-        info: UploadInfo,
-        complete: bool,
-        limit: int,
-        version: int,
-        claims: TokenClaims,
-    ) -> None:
-        """Stream the content at info.offset; on `complete`, fix the length and finish."""
-        room = (info.length if info.length is not None else limit) - info.offset
-        content_length = _sf_integer(request.headers.get("content-length"))
-        if content_length is not None and content_length > room:
-            raise self._too_large(
-                f"the content of {content_length} bytes goes past the upload's end "
-                f"({room} bytes left)",
-                version,
-                claims,
-            )
-        with count_stored_bytes(info):
-            try:
-                body = RequestBody(request, self.tus.config.body_timeout)
-                info.offset = await self.tus.store.write(info, body, room)
-            except Stalled:
-                raise await self.tus.stalled(info) from None
-            except ClientDisconnect:
-                # Keep what arrived for a resume; never complete an interrupted upload.
-                info.offset = (await self.tus.store.get(info.id)).offset
-                complete = False
-        info.updated_at = time.time()
-        if complete and info.length is None:
-            info.length = info.offset  # the stream's end was the representation's end
-            await self.tus.store.save(info)
-        await self.tus.hooks.progressed(info)
-        if complete and not info.finished:
-            raise BadRequest(
-                f"inconsistent length: the upload ended at {info.offset} "
-                f"but its length is {info.length}"
-            )
-        if info.finished:
-            await self.tus.hooks.finished(info)
 
     # -- cancellation ----------------------------------------------------------
     async def delete(self, request: Request) -> Response:

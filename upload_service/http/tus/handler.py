@@ -9,45 +9,28 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import (
-    AbstractAsyncContextManager,
-    AsyncExitStack,
-    asynccontextmanager,
-    nullcontext,
-)
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-import anyio
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
 from upload_service.core.errors import (
     BadRequest,
-    ChecksumMismatchError,
     Forbidden,
     Gone,
     InvalidLength,
     MismatchedOffset,
     NotFound,
-    RequestTimeout,
-    ServiceError,
     TooLarge,
     UnsupportedContentType,
     UnsupportedVersion,
 )
 from upload_service.core.locks import Locker
-from upload_service.core.store.base import (
-    ChecksumMismatch,
-    Digest,
-    UploadGone,
-    UploadInfo,
-    UploadNotFound,
-    UploadStore,
-)
+from upload_service.core.store.base import UploadGone, UploadInfo, UploadNotFound, UploadStore
 from upload_service.core.tokens import TokenClaims
-from upload_service.http.tus.body import RequestBody, Stalled, count_stored_bytes, has_body
+from upload_service.http.tus.append import Appender, check_room
+from upload_service.http.tus.body import MakeBody, RequestBody, has_body
 from upload_service.http.tus.headers import (
     CHECKSUM_ALGORITHMS,
     EXTENSIONS,
@@ -81,17 +64,6 @@ class TusConfig:
     admitted: int | None = None
 
 
-def admission(limit: int | None) -> AbstractAsyncContextManager[Any]:
-    """At most `limit` holders at once (None: any number).
-
-    One that waits for no one goes on without yielding to the event loop: anyio's
-    default yields once per acquire, up to three extra loop turns per upload, each
-    queued behind every other ready request under load (strace: epoll_wait calls
-    per upload 43.4 -> 41.4).
-    """
-    return anyio.Semaphore(limit, fast_acquire=True) if limit else nullcontext()
-
-
 class TusHandler:
     def __init__(
         self,
@@ -100,32 +72,25 @@ class TusHandler:
         config: TusConfig,
         authenticate: Callable[[Request], TokenClaims],
         hooks: UploadHooks | None = None,
+        make_body: MakeBody = RequestBody,
     ) -> None:
         self.store = store
         self.locker = locker
         self.config = config
         self.authenticate = authenticate
         self.hooks = hooks or NoHooks()
-        self._admitted = admission(config.admitted)
-        self._writes = 0  # requests streaming a body into the store right now
-        self._idle: anyio.Event | None = None  # set when _writes drops to 0 during drain()
-
-    @asynccontextmanager
-    async def _writing(self) -> AsyncIterator[None]:
-        self._writes += 1
-        try:
-            yield
-        finally:
-            self._writes -= 1
-            if self._writes == 0 and self._idle is not None:
-                self._idle.set()
+        self.appender = Appender(
+            store,
+            locker,
+            self.hooks,
+            make_body=make_body,
+            body_timeout=config.body_timeout,
+            admitted=config.admitted,
+        )
 
     async def drain(self, grace: float) -> None:
-        """On shutdown: let cancelled writes record their offset and release their lock."""
-        if self._writes:
-            self._idle = anyio.Event()
-            with anyio.move_on_after(grace):
-                await self._idle.wait()
+        """On shutdown: let cancelled appends record their offset and release their lock."""
+        await self.appender.drain(grace)
 
     # -- helpers -----------------------------------------------------------
     def _headers(self, **extra: str) -> dict[str, str]:
@@ -236,20 +201,13 @@ class TusHandler:
         if with_body and headers.get("content-type") != OFFSET_CONTENT_TYPE:
             raise UnsupportedContentType()
         checksum = self._checksum(request) if with_body else None
-        if with_body:
-            _check_room(request, (length if length is not None else limit) - info.offset)
-        async with self._admitted:
-            await self.store.create(info)
-            await self.hooks.created(info)
+        if with_body:  # refused before anything is created
+            check_room(request, (length if length is not None else limit) - info.offset)
+        await self.appender.create(info)
         response_headers = self._headers(Location=self.location(request, info.id))
         if with_body:
-            async with self._writing(), self.locker.lock(info.id):
-                info = await self.store.get(info.id)
-                await self._write(request, info, limit, checksum)
+            info = await self.appender.append(request, info.id, None, limit, checksum)
             response_headers["Upload-Offset"] = str(info.offset)
-        elif info.finished:
-            # A zero-length upload is complete at creation: no PATCH will follow.
-            await self.hooks.finished(info)
         response_headers.update(self._expiry_headers(info))
         return Response(status_code=201, headers=response_headers)
 
@@ -302,20 +260,25 @@ class TusHandler:
         offset = parse_offset(request.headers.get("upload-offset"))
         checksum = self._checksum(request)
         upload_id = request.path_params["upload_id"]
-        async with self._writing(), AsyncExitStack() as held:
-            async with self._admitted:
-                await held.enter_async_context(self.locker.lock(upload_id))
-                info = await self.load(upload_id, claims)
-                if info.concat == "final":
-                    raise Forbidden("a final concatenation cannot be patched")
-                if offset != info.offset:
-                    raise MismatchedOffset(
-                        f"Upload-Offset is {offset} but the upload is at {info.offset}",
-                        headers={"Upload-Offset": str(info.offset)},
-                    )
-                was_finished = info.finished
-                await self._declare_length(request, info, self._limit(claims))
-            await self._write(request, info, self._limit(claims), checksum, was_finished)
+        limit = self._limit(claims)
+
+        async def prepare() -> UploadInfo:
+            info = await self.load(upload_id, claims)
+            if info.concat == "final":
+                raise Forbidden("a final concatenation cannot be patched")
+            if offset != info.offset:
+                raise MismatchedOffset(
+                    f"Upload-Offset is {offset} but the upload is at {info.offset}",
+                    headers={"Upload-Offset": str(info.offset)},
+                )
+            return info
+
+        async def declare(info: UploadInfo) -> None:
+            await self._declare_length(request, info, limit)
+
+        info = await self.appender.append(
+            request, upload_id, prepare, limit, checksum, declare=declare
+        )
         headers = self._headers(**{"Upload-Offset": str(info.offset)})
         headers.update(self._expiry_headers(info))
         return Response(status_code=204, headers=headers)
@@ -340,65 +303,6 @@ class TusHandler:
         raw = request.headers.get("upload-checksum")
         return parse_checksum(raw) if raw is not None else None
 
-    async def _write(
-        self,
-        request: Request,
-        info: UploadInfo,
-        limit: int,
-        checksum: tuple[str, bytes] | None,
-        was_finished: bool = False,
-    ) -> None:
-        """Stream the body into the store; updates `info.offset` and fires hooks.
-
-        `finished` fires only when this request completes the upload: an empty
-        PATCH replayed on a finished upload must not start the pipeline again.
-        """
-        room = (info.length if info.length is not None else limit) - info.offset
-        _check_room(request, room)
-        digest = (CHECKSUM_ALGORITHMS[checksum[0]](), checksum[1]) if checksum else None
-        with count_stored_bytes(info):
-            await self._store_body(request, info, room, digest)
-        info.updated_at = time.time()
-        async with self._admitted:
-            await self.hooks.progressed(info)
-            if info.finished and not was_finished:
-                await self.hooks.finished(info)
-
-    async def _store_body(
-        self, request: Request, info: UploadInfo, room: int, digest: tuple[Digest, bytes] | None
-    ) -> None:
-        try:
-            body = RequestBody(request, self.config.body_timeout)
-            info.offset = await self.store.write(info, body, room, digest)
-        except ChecksumMismatch:
-            raise ChecksumMismatchError() from None
-        except Stalled:
-            raise await self.stalled(info) from None
-        except ClientDisconnect:
-            # Keep what arrived: the client resumes from HEAD's offset. The
-            # response below goes nowhere, but the hooks record the offset.
-            info.offset = (await self.store.get(info.id)).offset
-        except anyio.get_cancelled_exc_class():
-            # A shutdown past its grace period cancels the request: the store
-            # kept what arrived; record that offset before going down.
-            with anyio.CancelScope(shield=True):
-                info.offset = (await self.store.get(info.id)).offset
-                info.updated_at = time.time()
-                await self.hooks.progressed(info)
-            raise
-
-    async def stalled(self, info: UploadInfo) -> ServiceError:
-        """Like a disconnect, but the client may still be listening: keep what
-        arrived, record it (the caller then releases the lock) and tell it to resume."""
-        info.offset = (await self.store.get(info.id)).offset
-        info.updated_at = time.time()
-        await self.hooks.progressed(info)
-        return RequestTimeout(
-            f"no body bytes for {self.config.body_timeout:g} s; "
-            f"{info.offset} bytes are stored, resume from there",
-            headers={"Upload-Offset": str(info.offset), "Connection": "close"},
-        )
-
     # -- DELETE (termination) ---------------------------------------------------
     async def delete(self, request: Request) -> Response:
         self._check_version(request)
@@ -409,11 +313,3 @@ class TusHandler:
             await self.store.terminate(upload_id)
         await self.hooks.terminated(info)
         return Response(status_code=204, headers=self._headers())
-
-
-def _check_room(request: Request, room: int) -> None:
-    declared = request.headers.get("content-length", "").strip()
-    if declared.isascii() and declared.isdigit() and int(declared) > room:
-        raise TooLarge(
-            f"the body of {declared} bytes goes past the upload's end ({room} bytes left)"
-        )

@@ -1,0 +1,118 @@
+"""The bytes of one append, as a store consumes them, and how they reach a file.
+
+A store either iterates a body chunk by chunk (B2, memory) or opens a file
+descriptor where the bytes go and asks the body to fill it (local disk): how
+the bytes travel is the body's business. `ChunkBody` is a body given as
+chunks; it writes them double-buffered, a batch in a worker thread while the
+next batch is read. The HTTP layer's bodies build on it, and the fast path's
+body moves bytes socket to file in the kernel instead (upload_service.fastpath).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterable, AsyncIterator
+
+import anyio
+
+from upload_service.core.store.base import Digest
+from upload_service.core.threads import run_write
+
+# Chunks are gathered up to this size, then written with one writev() while the
+# next batch is read: memory stays at about two batches per upload, and there
+# are few thread hops.
+WRITE_BATCH = 1024 * 1024
+
+
+class ChunkBody:
+    """A body given as an async iterable of chunks."""
+
+    def __init__(self, chunks: AsyncIterable[bytes]) -> None:
+        self._chunks = chunks.__aiter__()
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks
+
+    async def write_to(self, fd: int, limit: int, digest: Digest | None = None) -> int:
+        """Write at most `limit` bytes at `fd`'s position, feeding `digest`; returns
+        how many were written.
+
+        Whatever ends the body early (the client gone, a stall, a cancelled
+        request) is raised once every byte that arrived before it is written:
+        offsets are file sizes, and a resume starts from there.
+        """
+        writer = _BatchWriter(fd, digest)
+        batch: list[bytes] = []
+        size = 0  # of `batch`
+        try:
+            async for chunk in self:
+                room = limit - writer.queued - size
+                if len(chunk) > room:
+                    chunk = chunk[:room]
+                if chunk:
+                    batch.append(chunk)
+                    size += len(chunk)
+                if size >= WRITE_BATCH:
+                    await writer.submit(batch)
+                    batch, size = [], 0
+                if writer.queued + size >= limit:
+                    break
+            if batch:
+                await writer.submit(batch)
+                batch = []
+            await writer.drain()
+        except BaseException:
+            # Shielded: a cancelled request still lets its last bytes land. A
+            # failing write (disk full) must not hide what ended the body.
+            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                if batch:
+                    await writer.submit(batch)
+                await writer.drain()
+            raise
+        return writer.written
+
+
+class _BatchWriter:
+    """Writes batches in a worker thread, one at a time, while the caller reads the next.
+
+    Memory stays bounded at two batches: `submit` first waits for the write in flight.
+    """
+
+    def __init__(self, fd: int, digest: Digest | None) -> None:
+        self.fd = fd
+        self.digest = digest
+        self.queued = 0  # bytes handed to the thread, written or in flight
+        self.written = 0
+        self._pending: asyncio.Future[int] | None = None
+
+    async def submit(self, batch: list[bytes]) -> None:
+        await self.drain()
+        self.queued += sum(len(c) for c in batch)
+        # A task of its own, not part of the request: cancelling the request
+        # must not abandon a write that is already running in its thread.
+        self._pending = asyncio.ensure_future(run_write(_write_all, self.fd, batch, self.digest))
+
+    async def drain(self) -> None:
+        pending = self._pending
+        if pending is None:
+            return
+        try:
+            self.written += await asyncio.shield(pending)
+        finally:
+            if pending.done():  # not when only our wait was cancelled
+                self._pending = None
+
+
+def _write_all(fd: int, batch: list[bytes], digest: Digest | None) -> int:
+    if digest is not None:
+        for chunk in batch:  # hashlib releases the GIL on large buffers
+            digest.update(chunk)
+    total = sum(len(c) for c in batch)
+    done = os.writev(fd, batch)
+    if done < total:  # rare short write: finish it byte-exactly
+        rest = memoryview(b"".join(batch))[done:]
+        while rest:
+            rest = rest[os.write(fd, rest) :]
+    return total
