@@ -116,7 +116,7 @@ class StatusStore:
         body = self.write_file(record)
         if self.redis is not None:
             # One round trip: the new body, and word to every server's near cache.
-            # Not a Lua script, though it is faster (0.11 vs 0.26 ms): Redis then
+            # Not a Lua script, though it is faster: Redis then
             # answered the writer before it told the servers, and a poll sent right
             # after a write could still read the old body from a near cache.
             pipe = self.redis.pipeline(transaction=False)

@@ -299,8 +299,8 @@ class Lanes:
         min(self._lanes, key=lambda lane: lane.load).submit(job)
 
 
-# Two lanes keep both cores of a small machine busy; one lane alone moved
-# about 2 GB/s here, so more only helps on bigger machines.
+# Two lanes keep both cores of a small machine busy; one lane alone already
+# outruns a disk, so more only helps on bigger machines.
 LANES = Lanes(min(4, os.cpu_count() or 1))
 
 

@@ -56,9 +56,9 @@ class TusConfig:
     path: str = "/files/"
     body_timeout: float = 60.0  # seconds a body may send nothing before it is cut off
     # How many creations, PATCH starts and PATCH ends may run at once (None: any).
-    # Each is a few ms of interpreter time between thread and Redis round trips; a
+    # Each is some interpreter time between thread and Redis round trips; a
     # hundred at once fill every turn of the event loop and a HEAD waits behind
-    # them all (p99 35-60 ms under 100 concurrent uploads, 21-31 ms with 8). Bodies
+    # them all (the bench's HEAD latency under a burst shows it). Bodies
     # stream outside of it. Only for stores whose calls are local: a store that
     # waits on the network (B2) would hold its places while idle.
     admitted: int | None = None
