@@ -158,6 +158,11 @@ class StatusStore:
         record.update(changes)
         return record
 
+    def remove(self, upload_id: str) -> None:
+        """The record gone, file and cache: the id is unknown from then on."""
+        self._path(upload_id).unlink(missing_ok=True)
+        self.forget_cache(upload_id)
+
     def forget_cache(self, upload_id: str) -> None:
         if self.redis is not None:
             self.redis.delete(CACHE_PREFIX + upload_id)

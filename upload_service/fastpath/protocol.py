@@ -213,7 +213,13 @@ class _BodyMover:
         cycle.body = bytearray()
         remaining = self.length - protocol.body_seen
         wanted = min(remaining, limit - len(head))
-        moved, outcome = await move_body(BodyJob(sock, fd, head, wanted, idle_timeout))
+        try:
+            moved, outcome = await move_body(BodyJob(sock, fd, head, wanted, idle_timeout))
+        except OSError:
+            # Writing the file failed (a full disk): bytes were taken off the socket
+            # past the parser's count, so this connection cannot carry another request.
+            cycle.keep_alive = False
+            raise
         metrics.BYTES_SPLICED.inc(moved)
         if outcome is Outcome.DONE and wanted == remaining:
             cycle.more_body = False
