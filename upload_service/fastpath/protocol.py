@@ -39,7 +39,7 @@ import ctypes
 from typing import Any
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from upload_service.core import metrics
 from upload_service.fastpath.splice import (
@@ -49,6 +49,7 @@ from upload_service.fastpath.splice import (
     move_body,
     splice_supported,
 )
+from upload_service.http.head_limits import HeadLimits
 
 # What of uvicorn's internals this module relies on, by the class that has it
 # (instance attributes included). tests/test_uvicorn_pin.py checks them on the
@@ -132,8 +133,9 @@ class _Pieces:
         return b"".join(self.pieces)
 
 
-class UploadHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, with the body buffer and the splice hand-off above."""
+class UploadHttpToolsProtocol(HeadLimits):
+    """uvicorn's httptools protocol, with bounded heads (as on the stock path: HeadLimits),
+    the body buffer and the splice hand-off above."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -149,6 +151,8 @@ class UploadHttpToolsProtocol(HttpToolsProtocol):
             extensions[BODY_TO_FILE] = {"to_file": mover.to_file}
 
     def on_body(self, body: bytes) -> None:
+        if self._refused:  # HeadLimits refused this request's head
+            return
         self.body_seen += len(body)
         cycle = self.cycle
         if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
@@ -180,6 +184,7 @@ class UploadHttpToolsProtocol(HttpToolsProtocol):
 
     def restart_parser(self) -> None:
         """After a body was spliced past httptools: the next bytes start a new request."""
+        self._start_head()
         self.parser = httptools.HttpRequestParser(self)
         if hasattr(self.parser, "set_dangerous_leniencies"):  # as uvicorn does
             self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
