@@ -19,7 +19,7 @@ file it opened, in the kernel, by a lane thread (splice.py); the event loop
 never sees them:
 
     moved, outcome = await scope["extensions"][BODY_TO_FILE]["to_file"](
-        fd, limit, idle_timeout
+        fd, limit, idle_timeout, rate_floor
     )
 
 It returns None when it cannot (the request is over already): the body is
@@ -42,6 +42,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from upload_service.core import metrics
+from upload_service.core.body_rate import RateFloor
 from upload_service.fastpath.splice import (
     BODY_TO_FILE,
     BodyJob,
@@ -201,7 +202,7 @@ class _BodyMover:
         self.length = length
 
     async def to_file(
-        self, fd: int, limit: int, idle_timeout: float | None
+        self, fd: int, limit: int, idle_timeout: float | None, rate_floor: RateFloor | None = None
     ) -> tuple[int, Outcome] | None:
         protocol, cycle = self.protocol, self.cycle
         if protocol.cycle is not cycle or cycle.disconnected or cycle.response_complete:
@@ -219,7 +220,9 @@ class _BodyMover:
         remaining = self.length - protocol.body_seen
         wanted = min(remaining, limit - len(head))
         try:
-            moved, outcome = await move_body(BodyJob(sock, fd, head, wanted, idle_timeout))
+            moved, outcome = await move_body(
+                BodyJob(sock, fd, head, wanted, idle_timeout, rate_floor)
+            )
         except OSError:
             # Writing the file failed (a full disk): bytes were taken off the socket
             # past the parser's count, so this connection cannot carry another request.

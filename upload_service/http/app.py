@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from upload_service.core import logs
+from upload_service.core.body_rate import RateFloor
 from upload_service.core.diskspace import is_no_space
 from upload_service.core.errors import InsufficientStorage, ServiceError, Unavailable
 from upload_service.core.lifecycle import ServiceHooks
@@ -65,6 +66,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             expiry=settings.expiry,
             behind_proxy=settings.behind_proxy,
             body_timeout=settings.body_timeout,
+            rate_floor=RateFloor(settings.min_body_rate, settings.body_rate_window),
             admitted=LOCAL_ADMITTED if settings.upload_store == "local" else None,
         ),
         authenticate,

@@ -27,6 +27,7 @@ from typing import Any
 import anyio
 from starlette.requests import ClientDisconnect, Request
 
+from upload_service.core.body_rate import RateFloor
 from upload_service.core.diskspace import is_no_space
 from upload_service.core.errors import (
     BadRequest,
@@ -77,7 +78,9 @@ class Appender:
         body_timeout: float,
         admitted: int | None,
         quotas: Quotas | None = None,
+        rate_floor: RateFloor | None = None,
     ) -> None:
+        self.rate_floor = rate_floor  # a body slower than this is cut off like a stall
         self.quotas = quotas  # per-user limits on creating uploads (None: none)
         self.store = store
         self.locker = locker
@@ -170,7 +173,7 @@ class Appender:
         start = info.offset
         with count_stored_bytes(info):
             try:
-                body = self.make_body(request, self.body_timeout)
+                body = self.make_body(request, self.body_timeout, self.rate_floor)
                 # A declared length was checked against the room already (check_room);
                 # a chunked body is found too long only as it streams.
                 chunked = "content-length" not in request.headers
@@ -212,8 +215,9 @@ class Appender:
         info.offset = (await self.store.get(info.id)).offset
         info.updated_at = time.time()
         await self.hooks.progressed(info)
+        floor = f" or crawled below {self.rate_floor.min_rate} bytes/s" if self.rate_floor else ""
         return RequestTimeout(
-            f"no body bytes for {self.body_timeout:g} s; "
+            f"the body stalled (nothing for {self.body_timeout:g} s){floor}; "
             f"{info.offset} bytes are stored, resume from there",
             headers={"Upload-Offset": str(info.offset), "Connection": "close"},
         )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
+from upload_service.core.body_rate import RateFloor
 from upload_service.core.errors import (
     BadRequest,
     Forbidden,
@@ -57,6 +58,7 @@ class TusConfig:
     behind_proxy: bool = False
     path: str = "/files/"
     body_timeout: float = 60.0  # seconds a body may send nothing before it is cut off
+    rate_floor: RateFloor | None = None  # a body slower than this is cut off too
     # How many creations, PATCH starts and PATCH ends may run at once (None: any).
     # Each is some interpreter time between thread and Redis round trips; a
     # hundred at once fill every turn of the event loop and a HEAD waits behind
@@ -90,6 +92,7 @@ class TusHandler:
             body_timeout=config.body_timeout,
             admitted=config.admitted,
             quotas=quotas,
+            rate_floor=config.rate_floor,
         )
 
     async def drain(self, grace: float) -> None:
