@@ -80,7 +80,9 @@ def test_a_header_flood_is_refused_with_431_and_memory_stays_bounded(
 
 @pytest.mark.parametrize("fast_path", ["on", "off"])
 def test_a_slow_head_is_cut_off(server_factory: Callable[..., LiveServer], fast_path: str) -> None:
-    server = server_factory(UPLOAD_FAST_PATH=fast_path, UPLOAD_HEADER_TIMEOUT="1")
+    server = server_factory(
+        UPLOAD_FAST_PATH=fast_path, UPLOAD_HEADER_TIMEOUT="1", UPLOAD_SERVER_WORKERS="1"
+    )
     with socket.create_connection(("127.0.0.1", server.port), 10) as s:
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")
         s.settimeout(10)
@@ -100,6 +102,7 @@ def test_a_trickled_body_is_cut_off_its_bytes_kept_and_its_lock_released(
         UPLOAD_FAST_PATH=fast_path,
         UPLOAD_MIN_BODY_RATE="1000",
         UPLOAD_BODY_RATE_WINDOW="1",
+        UPLOAD_SERVER_WORKERS="1",  # one process: no boot health checks to miss under load
     )
     token = make_token()
     tus = {"Tus-Resumable": "1.0.0", "Authorization": f"Bearer {token}"}
