@@ -64,7 +64,8 @@ def test_a_header_flood_is_refused_with_431_and_memory_stays_bounded(
         t.join(60)
     after = rss_of_tree(server.process.pid)
     print(
-        f"\nheader flood ({fast_path}): RSS {before / MIB:.1f} MiB before, {after / MIB:.1f} MiB after"
+        f"\nheader flood ({fast_path}): RSS {before / MIB:.1f} MiB before, "
+        f"{after / MIB:.1f} MiB after"
     )
     assert len(answers) == 10
     assert all(a.startswith(b"HTTP/1.1 431") for a in answers), answers
