@@ -87,6 +87,13 @@ CreationRateLimited = _error(
     "creation_rate_limited",
     "this user creates uploads too fast; retry after the Retry-After delay",
 )
+# Answered by the HTTP protocol itself (http/head_limits.py), before any application code.
+HeadersTooLarge = _error(
+    "HeadersTooLarge",
+    431,
+    "headers_too_large",
+    "the request's head is over the server's bounds",
+)
 Unavailable = _error("Unavailable", 503, "unavailable", "a dependency is unavailable")
 InsufficientStorage = _error(
     "InsufficientStorage",

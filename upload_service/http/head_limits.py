@@ -32,6 +32,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from upload_service.core.errors import HeadersTooLarge
 from upload_service.core.settings import Settings
 
 # What of uvicorn's httptools protocol the mixin relies on (tests/test_uvicorn_pin.py).
@@ -177,7 +178,8 @@ class HeadLimits(HttpToolsProtocol):
         self._refused = True
         self._stop_head_timer()
         if not self.transport.is_closing():
-            self.transport.write(error_response(431, "headers_too_large", message))
+            error = HeadersTooLarge
+            self.transport.write(error_response(error.status, error.code, message))
             self.transport.close()
 
 
