@@ -10,14 +10,19 @@
     │   │                       memory or wall-clock allowance (FfmpegTimeout)
     │   └── TranscodeFailed     `transcode_failed`: ffmpeg refused media that probed fine
     └── TransientError      anything worth another attempt (a crash, a full disk, a
-                            publisher hiccup): retried with backoff by Dramatiq; when
-                            retries run out, `failed` with `processing_failed`
+        │                   publisher hiccup): retried with backoff by Dramatiq; when
+        │                   retries run out, `failed` with `processing_failed`
+        └── OutOfSpace      `insufficient_storage`: the worker's disk is full; recorded
+                            in the status's `error` while retries wait for space, and
+                            the final code if they run out
 
 Any other exception counts as transient too: a bug may be a passing one, and
 retries are bounded.
 """
 
 from __future__ import annotations
+
+from upload_service.core.diskspace import is_no_space
 
 
 class MediaError(Exception):
@@ -59,6 +64,19 @@ class FfmpegTimeout(ProcessingLimit):
 
 class TransientError(Exception):
     pass
+
+
+class OutOfSpace(TransientError):
+    code = "insufficient_storage"
+
+
+# What ffmpeg writes (strerror(ENOSPC)) when its output's disk is full.
+NO_SPACE_TEXT = "No space left on device"
+
+
+def is_out_of_space(exc: BaseException) -> bool:
+    """A full disk, whether Python saw it (OSError) or a tool said so (ffmpeg's log)."""
+    return is_no_space(exc) or (isinstance(exc, FfmpegFailed) and NO_SPACE_TEXT in str(exc))
 
 
 class FfmpegFailed(TransientError):

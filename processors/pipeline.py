@@ -21,6 +21,7 @@ The original itself is never published: it stays in the store, private, and
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -35,7 +36,7 @@ from upload_service.core.status import Record, StatusStore, UploadEnded
 from upload_service.core.store.base import UploadInfo, UploadStore
 from upload_service.core.store.factory import make_store
 
-from .failures import MediaError
+from .failures import MediaError, OutOfSpace, is_out_of_space
 from .ffmpeg_run import Throttle
 from .joblock import JobLock, lock_ttl
 from .media_tools import MediaTools
@@ -45,7 +46,7 @@ from .publish import Publisher
 from .source import fetch_source, load_upload
 from .transcode import transcode
 from .transcribe import TranscriptionResult, transcribe_media
-from .workdir import job_dir
+from .workdir import job_dir, remove_job_dir
 
 log = logging.getLogger("processors.pipeline")
 
@@ -131,25 +132,46 @@ def process_upload(upload_id: str, ctx: PipelineContext) -> Record | None:
 
 
 def _process_upload(upload_id: str, ctx: PipelineContext) -> Record | None:
+    # Each early return below may follow a run that was SIGKILLed mid-job: this run
+    # holds the pipeline lock, so what is in the upload's work dir is that run's
+    # leftovers, and nothing will redo it.
     record = ctx.status.get(upload_id)
     if record is None:
+        remove_job_dir(ctx.settings.work_dir, upload_id)
         log_event(log, "pipeline.skipped", upload_id=upload_id, reason="unknown upload")
         return None
     state = record["state"]
     error_code = (record.get("error") or {}).get("code")
     # Decided on the record alone: a redelivered message costs no store call.
     if state in SETTLED or state == "uploading" or error_code in PERMANENT_CODES:
+        remove_job_dir(ctx.settings.work_dir, upload_id)
         log_event(log, "pipeline.skipped", upload_id=upload_id, state=state)
         return record
     store = ctx.store or make_store(ctx.settings)
     info = load_upload(store, upload_id)
     if info is None:
+        remove_job_dir(ctx.settings.work_dir, upload_id)
         log_event(log, "pipeline.skipped", upload_id=upload_id, reason="unknown upload")
         return None
     try:
         return _run(ctx, store, info, state)
     except UploadEnded as ended:
         return _stopped(ctx, upload_id, ended.state)
+    except Exception as exc:
+        if not is_out_of_space(exc):
+            raise
+        raise _out_of_space(ctx, upload_id, exc) from exc
+
+
+def _out_of_space(ctx: PipelineContext, upload_id: str, exc: Exception) -> OutOfSpace:
+    """A full disk is the machine's trouble: the job is retried later (Dramatiq's
+    backoff), and meanwhile the status says why it waits, with a code."""
+    message = f"the worker's disk is full; processing is retried later ({exc})"
+    # Not written when deleted meanwhile, or when the status's own disk is the full one.
+    with contextlib.suppress(UploadEnded, KeyError, OSError):
+        ctx.status.advance(upload_id, error={"code": OutOfSpace.code, "message": message})
+    log_event(log, "pipeline.out_of_space", logging.WARNING, upload_id=upload_id, error=str(exc))
+    return OutOfSpace(message)
 
 
 def _stopped(ctx: PipelineContext, upload_id: str, state: str) -> Record | None:
@@ -263,10 +285,10 @@ def mark_exhausted(ctx: PipelineContext, upload_id: str, reason: str) -> Record 
     record = ctx.status.get(upload_id)
     if record is None or record["state"] in SETTLED or record["state"] == "failed":
         return record
+    # The last attempt's transient code (a full disk) says more than a generic one.
+    code = (record.get("error") or {}).get("code") or "processing_failed"
     try:
-        return fail(
-            ctx, upload_id, "processing_failed", f"processing failed after retries: {reason}"
-        )
+        return fail(ctx, upload_id, code, f"processing failed after retries: {reason}")
     except UploadEnded:
         return ctx.status.get(upload_id)
 

@@ -36,7 +36,7 @@ from upload_service.core.jobs import MAINTENANCE_QUEUE, DramatiqJobQueue
 from upload_service.core.logs import log_event
 from upload_service.core.settings import Settings
 
-from .sweeper import resend_stuck_uploads, sweep_expired_uploads
+from .sweeper import resend_stuck_uploads, retire_ended_uploads, sweep_expired_uploads
 
 log = logging.getLogger("processors.sweep_schedule")
 
@@ -88,7 +88,8 @@ def sweep_lock(broker: dramatiq.Broker, interval: float) -> ConcurrentRateLimite
 
 
 def run_sweep(settings: Settings, broker: dramatiq.Broker) -> list[str] | None:
-    """Re-send lost jobs and expire abandoned uploads, unless a sweep runs already.
+    """Re-send lost jobs, expire abandoned uploads and retire the records of ended
+    ones (UPLOAD_RETENTION), unless a sweep runs already.
 
     Returns the expired upload ids, or None when another sweep held the lock.
     """
@@ -100,7 +101,12 @@ def run_sweep(settings: Settings, broker: dramatiq.Broker) -> list[str] | None:
             resend_stuck_uploads(settings, DramatiqJobQueue(broker))
         except Exception:  # its own failure must not stop the expiry sweep
             log.exception("sweeper.resend_failed")
-        return sweep_expired_uploads(settings)
+        swept = sweep_expired_uploads(settings)
+        try:
+            retire_ended_uploads(settings)
+        except Exception:  # the next sweep retires what this one could not
+            log.exception("sweeper.retire_failed")
+        return swept
 
 
 @dramatiq.actor(actor_name=ACTOR_NAME, queue_name=MAINTENANCE_QUEUE, max_retries=0)

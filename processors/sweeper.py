@@ -9,6 +9,12 @@ removes the bytes (`store.expire`, which keeps the info so the id still answers
 It runs as `upload-service sweep` (once) and as the Dramatiq actor
 `sweep_expired`, once per UPLOAD_SWEEP_INTERVAL (`processors.sweep_schedule`).
 
+Retention (`retire_ended_uploads`): an upload that ended (`terminated`, or
+`expired`) keeps its records for UPLOAD_RETENTION seconds, so that the backend
+and its webhooks can still read what happened; then its status record, what
+the store kept of it (an expired upload's info, for 410s) and its delivery log
+are removed, and the id is unknown (404) from then on.
+
 Each run also reconciles the processing trigger (`resend_stuck_uploads`):
 the server marks an upload `uploaded`, then sends `process_upload`; a Redis
 failure between the two leaves a status that waits for a job never sent. An
@@ -20,6 +26,7 @@ second a no-op.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
@@ -35,11 +42,13 @@ from upload_service.core.events import emit
 from upload_service.core.jobs import DramatiqJobQueue, JobQueue
 from upload_service.core.locks import RedisLocker
 from upload_service.core.logs import log_event
+from upload_service.core.quotas import RedisUnfinishedUploads
 from upload_service.core.redis_commands import RedisCommands
 from upload_service.core.settings import Settings
-from upload_service.core.status import Record, StatusStore
+from upload_service.core.status import ENDED, Record, StatusStore
 from upload_service.core.store import UploadGone, UploadInfo, UploadNotFound, UploadStore
 from upload_service.core.store.factory import make_store
+from upload_service.core.webhook_log import WebhookLog
 
 log = logging.getLogger("processors.sweeper")
 
@@ -77,6 +86,8 @@ async def sweep_store(
             continue
         swept.append(upload_id)
         log_event(log, "upload.expired", upload_id=upload_id, owner=info.owner)
+        if status.redis is not None:  # no longer one of its owner's unfinished uploads
+            RedisUnfinishedUploads(status.redis).remove(info.owner, upload_id)
         try:
             record = await anyio.to_thread.run_sync(
                 functools.partial(status.update, upload_id, state="expired")
@@ -118,6 +129,57 @@ def sweep_expired_uploads(
 
     try:
         return anyio.run(run)
+    finally:
+        sync_redis.close()
+
+
+# -- retention of ended uploads' records ---------------------------------------------
+
+
+async def retire_store(
+    store: UploadStore, status: StatusStore, webhooks: WebhookLog, retention: int, now: float
+) -> list[str]:
+    retired = []
+    for upload_id in sorted(await anyio.to_thread.run_sync(status.ids)):
+        record = await anyio.to_thread.run_sync(status.get, upload_id)
+        if record is None or record.get("state") not in ENDED:
+            continue
+        try:
+            ended_at = _timestamp(record["updated_at"])
+        except (KeyError, ValueError):
+            continue  # an unreadable time: kept, rather than removed too early
+        if ended_at + retention >= now:
+            continue
+        # The store's leftovers first: a record without them is harmless, not the reverse.
+        with contextlib.suppress(UploadNotFound, UploadGone, OSError):
+            await store.terminate(upload_id)
+        webhooks.path(upload_id).unlink(missing_ok=True)
+        await anyio.to_thread.run_sync(status.remove, upload_id)
+        if status.redis is not None:
+            RedisUnfinishedUploads(status.redis).remove(str(record.get("owner")), upload_id)
+        retired.append(upload_id)
+        log_event(log, "upload.retired", upload_id=upload_id, state=record["state"])
+    return retired
+
+
+def retire_ended_uploads(
+    settings: Settings, now: float | None = None, store: UploadStore | None = None
+) -> list[str]:
+    """Remove the records of uploads that ended over UPLOAD_RETENTION seconds ago;
+    their ids. UPLOAD_RETENTION=0 keeps them for ever."""
+    if not settings.retention:
+        return []
+    store = store or make_store(settings)
+    sync_redis = Redis.from_url(settings.redis_url)
+    try:
+        return anyio.run(
+            retire_store,
+            store,
+            StatusStore(settings.status_dir, sync_redis),
+            WebhookLog(settings.data_dir / "webhooks"),
+            settings.retention,
+            time.time() if now is None else now,
+        )
     finally:
         sync_redis.close()
 

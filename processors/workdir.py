@@ -27,6 +27,12 @@ def job_dir(work_root: Path, upload_id: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def remove_job_dir(work_root: Path, upload_id: str) -> None:
+    """The upload's job dir, gone: for a run that finds nothing to do (the upload
+    settled or vanished) after an attempt that was killed with its dir in place."""
+    shutil.rmtree(safe_child(work_root, upload_id), ignore_errors=True)
+
+
 def sweep_stale(work_root: Path, older_than: float) -> list[str]:
     """Remove job dirs untouched for `older_than` seconds: uploads never redone.
 

@@ -162,6 +162,10 @@ def settings(tmp_path: Path, redis_server: RedisServer) -> Settings:
         api_key=API_KEY,
         max_size=200 * 1024 * 1024,
         log_json=False,
+        # Per-user quotas are off here: every test of a session shares one Redis and
+        # mostly one `sub`. tests/test_bounds_quotas.py turns them on.
+        max_unfinished=0,
+        creation_rate=0,
     )
 
 
@@ -202,6 +206,11 @@ def settings_env(settings: Settings) -> dict[str, str]:
         MEDIA_ACCESS=settings.media_access,
         MEDIA_URL_TTL=str(settings.media_url_ttl),
         UPLOAD_FAST_PATH="on" if settings.fast_path else "off",
+        UPLOAD_MAX_UNFINISHED=str(settings.max_unfinished),
+        UPLOAD_CREATION_RATE=str(settings.creation_rate),
+        UPLOAD_CREATION_WINDOW=str(settings.creation_window),
+        UPLOAD_RETENTION=str(settings.retention),
+        UPLOAD_MIN_FREE_BYTES=str(settings.min_free_bytes),
     )
     for name, value in (
         ("UPLOAD_PUBLIC_URL", settings.public_url),

@@ -1,6 +1,7 @@
 """UPLOAD_FAST_PATH chooses, in one place, the protocol uvicorn serves with and the body
 the stores read: on, the fast protocol offers to splice large bodies into files; off,
-uvicorn's own protocol and `request.stream()`, and uploads conform either way."""
+uvicorn's own protocol (with bounded heads) and `request.stream()`, and uploads
+conform either way."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from upload_service.fastpath.body import SplicingBody
 from upload_service.fastpath.protocol import UploadHttpToolsProtocol
 from upload_service.fastpath.splice import BODY_TO_FILE
 from upload_service.http.body_path import body_path
+from upload_service.http.head_limits import BoundedHttpToolsProtocol, HeadLimits
 from upload_service.http.tus.body import RequestBody
 
 pytestmark = pytest.mark.anyio
@@ -51,7 +53,9 @@ async def test_off_serves_with_uvicorns_own_protocol_and_the_stock_body(
     path = body_path(dataclasses.replace(settings, fast_path=False))
     assert path.make_body is RequestBody
     protocol, scope = await served_by(path.http_protocol)
-    assert type(protocol) is HttpToolsProtocol  # uvicorn's, not a subclass
+    # uvicorn's own, with bounded request heads and nothing of the fast path
+    assert type(protocol) is BoundedHttpToolsProtocol
+    assert type(protocol).__mro__[1:] == (HeadLimits, *HttpToolsProtocol.__mro__)
     assert BODY_TO_FILE not in scope.get("extensions", {})
 
 

@@ -15,6 +15,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_helpers import connected, request_head
 
 from upload_service.fastpath.protocol import UVICORN_INTERNALS
+from upload_service.http.head_limits import UVICORN_INTERNALS as HEAD_LIMITS_INTERNALS
 
 pytestmark = pytest.mark.anyio
 PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
@@ -63,4 +64,20 @@ async def test_uvicorn_still_has_every_internal_the_fast_protocol_relies_on() ->
         f"{', '.join(missing)}. Adapt the subclass to this uvicorn and move the pin in "
         "pyproject.toml, or install a uvicorn within the pin; UPLOAD_FAST_PATH=off "
         "serves with uvicorn's own protocol meanwhile."
+    )
+
+
+async def test_uvicorn_still_has_every_internal_the_head_limits_rely_on() -> None:
+    done = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        done.set()
+
+    protocol, _ = connected(app, HttpToolsProtocol)
+    protocol.data_received(request_head("GET", "/x", 0))
+    await asyncio.wait_for(done.wait(), 5)
+    missing = [name for name in HEAD_LIMITS_INTERNALS if not hasattr(protocol, name)]
+    assert not missing, (
+        f"uvicorn {version('uvicorn')} no longer has what upload_service/http/head_limits.py "
+        f"relies on: {', '.join(missing)}"
     )

@@ -59,7 +59,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
             proxy_headers=settings.behind_proxy,
             forwarded_allow_ips="*" if settings.behind_proxy else None,
             timeout_graceful_shutdown=args.graceful_timeout,
-            h11_max_incomplete_event_size=None,
+            # Only where httptools is missing (h11): a head's bound, as head_limits sets.
+            h11_max_incomplete_event_size=settings.max_header_bytes,
             http=body_path(settings).http_protocol,  # UPLOAD_FAST_PATH
         )
 
@@ -115,12 +116,20 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> None:
 
 def cmd_sweep(args: argparse.Namespace, settings: Settings) -> None:
     from processors.broker import redis_client
-    from processors.sweeper import resend_stuck_uploads, sweep_expired_uploads
+    from processors.sweeper import (
+        resend_stuck_uploads,
+        retire_ended_uploads,
+        sweep_expired_uploads,
+    )
     from upload_service.core.jobs import DramatiqJobQueue
 
     removed = sweep_expired_uploads(settings)
     resent = resend_stuck_uploads(settings, DramatiqJobQueue.on_redis(redis_client(settings)))
-    print(f"swept {len(removed)} expired upload(s); re-sent {len(resent)} lost processing job(s)")
+    retired = retire_ended_uploads(settings)
+    print(
+        f"swept {len(removed)} expired upload(s); re-sent {len(resent)} lost processing job(s); "
+        f"removed the records of {len(retired)} upload(s) ended past UPLOAD_RETENTION"
+    )
 
 
 def _redis_answers(url: str) -> bool:

@@ -75,4 +75,29 @@ Locked = _error("Locked", 423, "locked", "another request is writing this upload
 ChecksumMismatchError = _error(
     "ChecksumMismatchError", 460, "checksum_mismatch", "the chunk's checksum did not match"
 )
+TooManyUploads = _error(
+    "TooManyUploads",
+    429,
+    "too_many_uploads",
+    "this user has too many unfinished uploads; finish or delete some first",
+)
+CreationRateLimited = _error(
+    "CreationRateLimited",
+    429,
+    "creation_rate_limited",
+    "this user creates uploads too fast; retry after the Retry-After delay",
+)
+# Answered by the HTTP protocol itself (http/head_limits.py), before any application code.
+HeadersTooLarge = _error(
+    "HeadersTooLarge",
+    431,
+    "headers_too_large",
+    "the request's head is over the server's bounds",
+)
 Unavailable = _error("Unavailable", 503, "unavailable", "a dependency is unavailable")
+InsufficientStorage = _error(
+    "InsufficientStorage",
+    507,
+    "insufficient_storage",
+    "the server's disk is full; the bytes already stored are kept, resume later",
+)

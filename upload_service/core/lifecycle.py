@@ -10,6 +10,7 @@ from upload_service.core import metrics
 from upload_service.core.events import emit
 from upload_service.core.jobs import JobQueue
 from upload_service.core.logs import log_event
+from upload_service.core.quotas import Quotas
 from upload_service.core.status import Record, StatusCache, StatusStore, new_record
 from upload_service.core.store.base import UploadInfo
 from upload_service.core.threads import run_blocking
@@ -24,8 +25,14 @@ class ServiceHooks:
     first status write can never be overtaken by this one's cache refresh."""
 
     def __init__(
-        self, status: StatusStore, cache: StatusCache, jobs: JobQueue, webhooks: bool
+        self,
+        status: StatusStore,
+        cache: StatusCache,
+        jobs: JobQueue,
+        webhooks: bool,
+        quotas: Quotas | None = None,
     ) -> None:
+        self.quotas = quotas  # counts each user's unfinished uploads
         self.status = status
         self.cache = cache
         self.jobs = jobs
@@ -36,6 +43,8 @@ class ServiceHooks:
         record = new_record(info)
         body = await run_blocking(self.status.write_file, record)
         await self.cache.publish(info.id, body)
+        if self.quotas is not None and not info.finished:
+            await self.quotas.started(info.owner, info.id)
         if self.webhooks:
             await run_blocking(emit, self.jobs, True, "upload.created", record)
         log_event(log, "upload.created", upload_id=info.id, owner=info.owner, length=info.length)
@@ -49,6 +58,8 @@ class ServiceHooks:
         record = await self._update(
             info.id, state="uploaded", offset=info.offset, length=info.length
         )
+        if self.quotas is not None:
+            await self.quotas.ended(info.owner, info.id)
         await run_blocking(self._announce_finished, info, record)
         log_event(log, "upload.completed", upload_id=info.id, length=info.length)
 
@@ -66,12 +77,27 @@ class ServiceHooks:
             )
         except KeyError:  # it had no status record: nothing to refresh or announce
             record = None
+        if self.quotas is not None:
+            await self.quotas.ended(info.owner, info.id)
         if record is not None and self.webhooks:
             await run_blocking(emit, self.jobs, True, "upload.terminated", record)
         if info.finished and info.concat != "partial":
             # It may be processing or published: a worker stops and unpublishes it.
             await run_blocking(self.jobs.send, "withdraw_upload", info.id)
         log_event(log, "upload.terminated", upload_id=info.id)
+
+    async def discarded(self, info: UploadInfo) -> None:
+        # Removing files works on a full disk; a lost Redis leaves a cached body
+        # that the next status read of this id (none: nobody knows it) would serve.
+        try:
+            await run_blocking(self.status.remove, info.id)
+            if self.quotas is not None:
+                await self.quotas.ended(info.owner, info.id)
+        except Exception as exc:
+            log_event(
+                log, "upload.discard_failed", logging.WARNING, upload_id=info.id, error=str(exc)
+            )
+        log_event(log, "upload.discarded", upload_id=info.id)
 
     async def _update(self, upload_id: str, **changes: Any) -> Record:
         record, body = await run_blocking(

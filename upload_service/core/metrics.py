@@ -7,11 +7,14 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
 # prometheus_client's own switch: set, every process writes its values to files there.
 SHARED_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# `serve`'s own shared directories: this prefix, then the pid of the `serve` that made it.
+SHARED_DIR_PREFIX = "upload-service-metrics-"
 
 REQUESTS = Counter(
     "upload_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
@@ -38,13 +41,37 @@ def shared_by_processes() -> Iterator[None]:
     if os.environ.get(SHARED_DIR_ENV):
         yield
         return
-    directory = tempfile.mkdtemp(prefix="upload-service-metrics-")
+    remove_orphaned_dirs(Path(tempfile.gettempdir()))
+    directory = tempfile.mkdtemp(prefix=f"{SHARED_DIR_PREFIX}{os.getpid()}-")
     os.environ[SHARED_DIR_ENV] = directory
     try:
         yield
     finally:
         del os.environ[SHARED_DIR_ENV]
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def remove_orphaned_dirs(parent: Path) -> list[Path]:
+    """Remove the shared directories of `serve`s that are gone: a SIGKILLed one never
+    ran its cleanup. A directory whose `serve` still runs (its pid lives) is kept."""
+    removed = []
+    for directory in parent.glob(f"{SHARED_DIR_PREFIX}*"):
+        pid = directory.name[len(SHARED_DIR_PREFIX) :].split("-", 1)[0]
+        if not directory.is_dir() or (pid.isdigit() and _alive(int(pid))):
+            continue
+        shutil.rmtree(directory, ignore_errors=True)
+        removed.append(directory)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
 
 
 def exposition() -> bytes:

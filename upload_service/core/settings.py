@@ -137,6 +137,26 @@ class Settings:
     # A PATCH body that sends nothing for this long is cut off (its bytes are
     # kept): a vanished client must not hold the upload's lock forever.
     body_timeout: float = 60.0
+    # A body slower than this many bytes a second, averaged over `body_rate_window`
+    # seconds, is cut off too (its bytes kept, its lock released): a trickle of a
+    # byte now and then never stalls for `body_timeout`, yet holds the lock forever.
+    min_body_rate: int = 1024
+    body_rate_window: float = 60.0
+    # Request headers: most bytes and most fields (431 past either), and the
+    # seconds a connection may take to send them (slowloris) before it is closed.
+    max_header_bytes: int = 64 * 1024
+    max_headers: int = 100
+    header_timeout: float = 15.0
+    # Per user (the token's `sub`): most unfinished uploads, and most creations per
+    # `creation_window` seconds (429 past either); 0 switches a limit off.
+    max_unfinished: int = 200
+    creation_rate: int = 300
+    creation_window: float = 60.0
+    # Seconds the records of a terminated or expired upload are kept (its status, its
+    # store record, its delivery log) before the sweep removes them; 0 keeps them.
+    retention: int = 30 * 24 * 3600
+    # /readyz reports the data dir's file system as not ready below this many free bytes.
+    min_free_bytes: int = 256 * 1024 * 1024
     log_level: str = "INFO"
     log_json: bool = True
     # The speed-ups of upload_service.fastpath (on), or their stock counterparts (off).
@@ -258,6 +278,18 @@ class Settings:
             ),
             lock_ttl=_int(env, "UPLOAD_LOCK_TTL", cls.lock_ttl),
             body_timeout=float(env.get("UPLOAD_BODY_TIMEOUT") or cls.body_timeout),
+            min_body_rate=_int(env, "UPLOAD_MIN_BODY_RATE", cls.min_body_rate, minimum=0),
+            body_rate_window=_float(env, "UPLOAD_BODY_RATE_WINDOW", cls.body_rate_window),
+            max_header_bytes=_int(
+                env, "UPLOAD_MAX_HEADER_BYTES", cls.max_header_bytes, minimum=1024
+            ),
+            max_headers=_int(env, "UPLOAD_MAX_HEADERS", cls.max_headers, minimum=10),
+            header_timeout=_float(env, "UPLOAD_HEADER_TIMEOUT", cls.header_timeout),
+            max_unfinished=_int(env, "UPLOAD_MAX_UNFINISHED", cls.max_unfinished, minimum=0),
+            creation_rate=_int(env, "UPLOAD_CREATION_RATE", cls.creation_rate, minimum=0),
+            creation_window=_float(env, "UPLOAD_CREATION_WINDOW", cls.creation_window),
+            retention=_int(env, "UPLOAD_RETENTION", cls.retention, minimum=0),
+            min_free_bytes=_int(env, "UPLOAD_MIN_FREE_BYTES", cls.min_free_bytes, minimum=0),
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
             log_json=_bool(env, "LOG_JSON", True),
             fast_path=_bool(env, "UPLOAD_FAST_PATH", cls.fast_path),

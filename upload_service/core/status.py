@@ -158,6 +158,15 @@ class StatusStore:
         record.update(changes)
         return record
 
+    def ids(self) -> list[str]:
+        """Every upload with a record (what the retention sweep walks)."""
+        return [p.name[: -len(".json")] for p in self.directory.glob("*.json")]
+
+    def remove(self, upload_id: str) -> None:
+        """The record gone, file and cache: the id is unknown from then on."""
+        self._path(upload_id).unlink(missing_ok=True)
+        self.forget_cache(upload_id)
+
     def forget_cache(self, upload_id: str) -> None:
         if self.redis is not None:
             self.redis.delete(CACHE_PREFIX + upload_id)

@@ -73,6 +73,11 @@ def _verify(token: str, secret: str) -> TokenClaims:
         claims.get("kinds"),
         claims.get("meta") or {},
     )
+    exp = claims["exp"]
+    # PyJWT accepts "1700000000" (it calls int() on it); the contract says Unix seconds,
+    # a JSON number, and a bool is no number either.
+    if isinstance(exp, bool) or not isinstance(exp, int | float):
+        raise Unauthorized("invalid upload token: exp must be a number (Unix seconds)")
     if not isinstance(sub, str) or not sub:
         raise Unauthorized("invalid upload token: sub must be a non-empty string")
     if max_bytes is not None and (not isinstance(max_bytes, int) or max_bytes < 0):
@@ -83,7 +88,7 @@ def _verify(token: str, secret: str) -> TokenClaims:
         raise Unauthorized("invalid upload token: kinds must be a list of 'video', 'audio'")
     if not isinstance(meta, dict):
         raise Unauthorized("invalid upload token: meta must be a JSON object")
-    return TokenClaims(sub=sub, exp=int(claims["exp"]), max_bytes=max_bytes, kinds=kinds, meta=meta)
+    return TokenClaims(sub=sub, exp=int(exp), max_bytes=max_bytes, kinds=kinds, meta=meta)
 
 
 def is_api_key(token: str | None, api_key: str | None) -> bool:

@@ -19,7 +19,7 @@ class SplicingBody(RequestBody):
     async def write_to(self, fd: int, limit: int, digest: Digest | None = None) -> int:
         extension = self.request.scope.get("extensions", {}).get(BODY_TO_FILE)
         if digest is None and extension is not None:
-            result = await extension["to_file"](fd, limit, self.idle_timeout)
+            result = await extension["to_file"](fd, limit, self.idle_timeout, self.rate_floor)
             if result is not None:  # else the request is past splicing: read it below
                 moved, outcome = result
                 if outcome is Outcome.EOF:

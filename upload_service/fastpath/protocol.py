@@ -19,7 +19,7 @@ file it opened, in the kernel, by a lane thread (splice.py); the event loop
 never sees them:
 
     moved, outcome = await scope["extensions"][BODY_TO_FILE]["to_file"](
-        fd, limit, idle_timeout
+        fd, limit, idle_timeout, rate_floor
     )
 
 It returns None when it cannot (the request is over already): the body is
@@ -39,9 +39,10 @@ import ctypes
 from typing import Any
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from upload_service.core import metrics
+from upload_service.core.body_rate import RateFloor
 from upload_service.fastpath.splice import (
     BODY_TO_FILE,
     BodyJob,
@@ -49,6 +50,7 @@ from upload_service.fastpath.splice import (
     move_body,
     splice_supported,
 )
+from upload_service.http.head_limits import HeadLimits
 
 # What of uvicorn's internals this module relies on, by the class that has it
 # (instance attributes included). tests/test_uvicorn_pin.py checks them on the
@@ -132,8 +134,9 @@ class _Pieces:
         return b"".join(self.pieces)
 
 
-class UploadHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, with the body buffer and the splice hand-off above."""
+class UploadHttpToolsProtocol(HeadLimits):
+    """uvicorn's httptools protocol, with bounded heads (as on the stock path: HeadLimits),
+    the body buffer and the splice hand-off above."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -149,6 +152,8 @@ class UploadHttpToolsProtocol(HttpToolsProtocol):
             extensions[BODY_TO_FILE] = {"to_file": mover.to_file}
 
     def on_body(self, body: bytes) -> None:
+        if self._refused:  # HeadLimits refused this request's head
+            return
         self.body_seen += len(body)
         cycle = self.cycle
         if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
@@ -180,6 +185,7 @@ class UploadHttpToolsProtocol(HttpToolsProtocol):
 
     def restart_parser(self) -> None:
         """After a body was spliced past httptools: the next bytes start a new request."""
+        self._start_head()
         self.parser = httptools.HttpRequestParser(self)
         if hasattr(self.parser, "set_dangerous_leniencies"):  # as uvicorn does
             self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
@@ -196,7 +202,7 @@ class _BodyMover:
         self.length = length
 
     async def to_file(
-        self, fd: int, limit: int, idle_timeout: float | None
+        self, fd: int, limit: int, idle_timeout: float | None, rate_floor: RateFloor | None = None
     ) -> tuple[int, Outcome] | None:
         protocol, cycle = self.protocol, self.cycle
         if protocol.cycle is not cycle or cycle.disconnected or cycle.response_complete:
@@ -213,7 +219,15 @@ class _BodyMover:
         cycle.body = bytearray()
         remaining = self.length - protocol.body_seen
         wanted = min(remaining, limit - len(head))
-        moved, outcome = await move_body(BodyJob(sock, fd, head, wanted, idle_timeout))
+        try:
+            moved, outcome = await move_body(
+                BodyJob(sock, fd, head, wanted, idle_timeout, rate_floor)
+            )
+        except OSError:
+            # Writing the file failed (a full disk): bytes were taken off the socket
+            # past the parser's count, so this connection cannot carry another request.
+            cycle.keep_alive = False
+            raise
         metrics.BYTES_SPLICED.inc(moved)
         if outcome is Outcome.DONE and wanted == remaining:
             cycle.more_body = False

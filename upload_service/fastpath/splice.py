@@ -28,6 +28,8 @@ import threading
 import time
 from typing import Protocol
 
+from upload_service.core.body_rate import RateFloor
+
 # The ASGI scope extension through which the application asks for this.
 BODY_TO_FILE = "upload_service.body_to_file"
 
@@ -46,7 +48,7 @@ TICK = 0.5
 class Outcome(enum.Enum):
     DONE = "done"  # every byte asked for is in the file
     EOF = "eof"  # the client closed or reset the connection first
-    STALLED = "stalled"  # no byte arrived for the idle timeout
+    STALLED = "stalled"  # no byte arrived for the idle timeout, or too few for the rate floor
     STOPPED = "stopped"  # the server asked to stop (the request was cancelled)
 
 
@@ -77,6 +79,7 @@ class BodyJob:
         head: bytes,
         count: int,
         idle_timeout: float | None,
+        rate_floor: RateFloor | None = None,
     ) -> None:
         self.sock = sock
         self.sock_fd = sock.fileno()
@@ -87,6 +90,7 @@ class BodyJob:
         self.moved = 0
         self.stop_requested = False
         self.last_byte_at = time.monotonic()
+        self.pace = rate_floor.start(self.last_byte_at) if rate_floor else None
         self.loop = asyncio.get_running_loop()
         self.result: asyncio.Future[tuple[int, Outcome]] = self.loop.create_future()
         self._low_water = 0
@@ -135,7 +139,10 @@ class BodyJob:
         return Outcome.DONE
 
     def stalled(self, now: float) -> bool:
-        return self.idle_timeout is not None and now - self.last_byte_at > self.idle_timeout
+        """Nothing for the idle timeout, or slower than the rate floor: a trickle too."""
+        if self.idle_timeout is not None and now - self.last_byte_at > self.idle_timeout:
+            return True
+        return self.pace is not None and self.pace.too_slow(self.moved, now)
 
     def _set_low_water(self) -> None:
         wanted = max(1, min(LOW_WATER, self.count - self.moved))

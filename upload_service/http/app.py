@@ -16,10 +16,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from upload_service.core import logs
-from upload_service.core.errors import ServiceError, Unavailable
+from upload_service.core.body_rate import RateFloor
+from upload_service.core.diskspace import is_no_space
+from upload_service.core.errors import InsufficientStorage, ServiceError, Unavailable
 from upload_service.core.lifecycle import ServiceHooks
 from upload_service.core.logs import log_event, request_id
 from upload_service.core.media_signing import media_signer
+from upload_service.core.quotas import QuotaLimits, Quotas
 from upload_service.core.settings import Settings
 from upload_service.core.tokens import TokenClaims, bearer, decode_token
 from upload_service.http import openapi, page, webhooks_api
@@ -28,7 +31,7 @@ from upload_service.http.body_path import body_path
 from upload_service.http.downloads import Downloads
 from upload_service.http.media import MediaEndpoint
 from upload_service.http.media_host import MediaHostSplit, media_host
-from upload_service.http.middleware import MethodOverride, RequestContext
+from upload_service.http.middleware import MethodOverride, RequestContext, RouteRecorder
 from upload_service.http.services import Services
 from upload_service.http.tus.draft import DRAFT_HEADERS, DraftHandler
 from upload_service.http.tus.handler import TusConfig, TusHandler
@@ -53,6 +56,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     def authenticate(request: Request) -> TokenClaims:
         return decode_token(bearer(request.headers.get("authorization")), secret)
 
+    quotas = make_quotas(settings, services)
+
     tus = TusHandler(
         services.store,
         services.locker,
@@ -61,6 +66,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             expiry=settings.expiry,
             behind_proxy=settings.behind_proxy,
             body_timeout=settings.body_timeout,
+            rate_floor=RateFloor(settings.min_body_rate, settings.body_rate_window),
             admitted=LOCAL_ADMITTED if settings.upload_store == "local" else None,
         ),
         authenticate,
@@ -69,8 +75,10 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             services.redis,  # the status cache, refreshed from the event loop
             services.jobs,
             webhooks=bool(settings.webhook_url),
+            quotas=quotas,
         ),
         make_body=body_path(settings).make_body,  # UPLOAD_FAST_PATH
+        quotas=quotas,
     )
     draft = DraftHandler(tus)  # IETF resumable uploads, on the same endpoints
     status_api = api.StatusAPI(services)
@@ -145,6 +153,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             max_age=86400,
         ),
         Middleware(MethodOverride),
+        Middleware(RouteRecorder),
     ]
 
     @contextlib.asynccontextmanager
@@ -168,6 +177,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             ServiceError: service_error,
             RedisConnectionError: redis_unavailable,
             RedisTimeoutError: redis_unavailable,
+            OSError: os_error,
             Exception: internal_error,
         },
         lifespan=lifespan,
@@ -175,6 +185,20 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     app.state.services = services
     app.state.tus = tus
     return app
+
+
+def make_quotas(settings: Settings, services: Services) -> Quotas | None:
+    """Per-user creation limits, counted in Redis next to today's status records."""
+    limits = QuotaLimits(settings.max_unfinished, settings.creation_rate, settings.creation_window)
+    if not limits.max_unfinished and not limits.creation_rate:
+        return None
+    status = services.status
+
+    def still_unfinished(upload_id: str) -> bool:
+        record = status.get(upload_id)
+        return record is not None and record["state"] == "uploading"
+
+    return Quotas.on_redis(services.sync_redis, limits, still_unfinished)
 
 
 async def service_error(request: Request, exc: Exception) -> Response:
@@ -189,6 +213,14 @@ async def service_error(request: Request, exc: Exception) -> Response:
 async def redis_unavailable(request: Request, exc: Exception) -> Response:
     log.error("redis.unavailable", extra={"fields": {"path": request.url.path, "error": str(exc)}})
     return await service_error(request, Unavailable("Redis is not reachable; retry shortly"))
+
+
+async def os_error(request: Request, exc: Exception) -> Response:
+    """A full disk outside a body's write (a creation's records): 507, not a 500."""
+    if is_no_space(exc):
+        log.warning("storage.full", extra={"fields": {"path": request.url.path, "error": str(exc)}})
+        return await service_error(request, InsufficientStorage())
+    return await internal_error(request, exc)
 
 
 async def internal_error(request: Request, exc: Exception) -> Response:

@@ -4,8 +4,10 @@ on (the default): uvicorn runs the fast protocol (upload_service.fastpath.protoc
 a subclass of its httptools protocol), and a body bound for a store's file goes
 socket to file in the kernel (SplicingBody) when it is large and unchecksummed.
 
-off: uvicorn's own protocol ("auto": httptools where installed, else h11) and
-the stock body, which reads `request.stream()` and nothing else (RequestBody).
+off: uvicorn's own httptools protocol with bounded request heads
+(http/head_limits.py; h11 where httptools is not installed, bounded by uvicorn's
+own size limit) and the stock body, which reads `request.stream()` and nothing
+else (RequestBody).
 
 `serve` takes the protocol from here, the app the body: they always agree.
 """
@@ -19,6 +21,7 @@ from upload_service.core.settings import Settings
 from upload_service.http.tus.body import MakeBody, RequestBody
 
 FAST_PROTOCOL = "upload_service.fastpath.protocol:UploadHttpToolsProtocol"
+STOCK_PROTOCOL = "upload_service.http.head_limits:BoundedHttpToolsProtocol"
 
 
 @dataclass(frozen=True)
@@ -28,9 +31,11 @@ class BodyPath:
 
 
 def body_path(settings: Settings) -> BodyPath:
-    # The fast protocol subclasses uvicorn's httptools one: without httptools, stock.
-    if settings.fast_path and importlib.util.find_spec("httptools") is not None:
+    # Both protocols subclass uvicorn's httptools one: without httptools, h11.
+    if importlib.util.find_spec("httptools") is None:
+        return BodyPath("h11", RequestBody)
+    if settings.fast_path:
         from upload_service.fastpath.body import SplicingBody
 
         return BodyPath(FAST_PROTOCOL, SplicingBody)
-    return BodyPath("auto", RequestBody)
+    return BodyPath(STOCK_PROTOCOL, RequestBody)

@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: request ids and access logs, and X-HTTP-Method-Override."""
+"""Pure ASGI middleware: request ids and access logs, metrics labels from the route
+table, and X-HTTP-Method-Override."""
 
 from __future__ import annotations
 
@@ -13,7 +14,12 @@ from upload_service.core.logs import log_event, request_id
 
 log = logging.getLogger("upload_service.http")
 QUIET_ROUTES = ("/healthz", "/metrics")
-POLL_ROUTES = ("/v1/uploads/{id}", "/v1/uploads")
+POLL_ROUTES = ("/v1/uploads/{upload_id}", "/v1/uploads")
+# Metrics labels come from the route table, never from the request: a path or a method
+# no route has collapses into these, so junk requests add no series.
+UNMATCHED_ROUTE = "unmatched"
+OTHER_METHOD = "other"
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"})
 
 
 class RequestContext:
@@ -47,9 +53,9 @@ class RequestContext:
             await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            route = _route_of(scope)
-            metrics.REQUESTS.labels(scope["method"], route, str(status)).inc()
-            metrics.REQUEST_SECONDS.labels(scope["method"], route).observe(elapsed)
+            route, method = _labels(scope)
+            metrics.REQUESTS.labels(method, route, str(status)).inc()
+            metrics.REQUEST_SECONDS.labels(method, route).observe(elapsed)
             # Polls are counted above; a log line each would be most of their cost
             # (thousands a second from a busy backend) and tell nothing new.
             quiet = route in QUIET_ROUTES or (route in POLL_ROUTES and status < 400)
@@ -65,12 +71,37 @@ class RequestContext:
             request_id.reset(token)
 
 
-def _route_of(scope: Scope) -> str:
-    path: str = scope["path"]
-    for prefix in ("/files/", "/v1/uploads/", "/media/"):
-        if path.startswith(prefix) and len(path) > len(prefix):
-            return prefix + "{id}"
-    return path if len(path) < 40 else "other"
+def _labels(scope: Scope) -> tuple[str, str]:
+    """(route, method) for metrics: the matched route's path template, and the method
+    if that route takes it; anything else collapses (see UNMATCHED_ROUTE)."""
+    matched = scope["state"].get(MATCHED_ROUTE)
+    route = getattr(matched, "path", None) if matched is not None else None
+    method = scope["method"]
+    methods = getattr(matched, "methods", None)
+    if route is None or (methods is not None and method not in methods):
+        route = UNMATCHED_ROUTE if route is None else route
+        method = method if method in KNOWN_METHODS else OTHER_METHOD
+    return route, method
+
+
+# Where RouteRecorder leaves the matched route for RequestContext.
+MATCHED_ROUTE = "matched_route"
+
+
+class RouteRecorder:
+    """Innermost: notes the route the router matched (it sets `scope["route"]`) in the
+    request's shared state, which RequestContext reads for its labels; the scope
+    itself may be a copy by then (MethodOverride makes one)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            if "state" in scope:
+                scope["state"][MATCHED_ROUTE] = scope.get("route")
 
 
 class MethodOverride:

@@ -25,6 +25,7 @@ PROCESSING_ERROR_CODES = (
     "corrupt_media",
     "processing_limit",
     "transcode_failed",
+    "insufficient_storage",
 )
 
 

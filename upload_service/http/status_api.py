@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from upload_service.core.diskspace import free_bytes
 from upload_service.core.errors import BadRequest, NotFound
 from upload_service.core.ids import is_safe_id
 from upload_service.core.metrics import exposition
@@ -97,6 +98,13 @@ async def readyz(request: Request) -> Response:
         checks["storage"] = "ok"
     except OSError as exc:
         checks["storage"] = f"error: {exc}"
+    # Low space is reported before writes fail: a balancer then sends uploads elsewhere.
+    minimum = services.settings.min_free_bytes
+    try:
+        free = await run_blocking(free_bytes, services.settings.data_dir)
+        checks["space"] = "ok" if free >= minimum else f"low: {free} bytes free, below {minimum}"
+    except OSError as exc:
+        checks["space"] = f"error: {exc}"
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse(
         {"status": "ready" if ready else "unavailable", "checks": checks},

@@ -26,6 +26,11 @@ from upload_service.core.threads import run_write
 WRITE_BATCH = 1024 * 1024
 
 
+class BodyTooLarge(Exception):
+    """The body goes on past the room it was given (a chunked body, whose length
+    nobody announced): none of the chunk that crosses was passed on."""
+
+
 class ChunkBody:
     """A body given as an async iterable of chunks."""
 
@@ -34,6 +39,22 @@ class ChunkBody:
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._chunks
+
+    def bound(self, room: int) -> None:
+        """From now on, a chunk that would take the body past `room` bytes raises
+        BodyTooLarge instead of being handed on: stores stop at their limit, and
+        would otherwise drop the rest of a too long body without a word."""
+        self._chunks = _bounded(self._chunks, room)
+
+    async def goes_on(self) -> bool:
+        """After a store took all the room it had: whether the body has more bytes."""
+        try:
+            async for chunk in self._chunks:
+                if chunk:
+                    return True
+        except BodyTooLarge:
+            return True
+        return False
 
     async def write_to(self, fd: int, limit: int, digest: Digest | None = None) -> int:
         """Write at most `limit` bytes at `fd`'s position, feeding `digest`; returns
@@ -72,6 +93,15 @@ class ChunkBody:
                 await writer.drain()
             raise
         return writer.written
+
+
+async def _bounded(chunks: AsyncIterator[bytes], room: int) -> AsyncIterator[bytes]:
+    total = 0
+    async for chunk in chunks:
+        total += len(chunk)
+        if total > room:
+            raise BodyTooLarge()
+        yield chunk
 
 
 class _BatchWriter:

@@ -50,12 +50,17 @@ def atomic_write_bytes(path: Path, body: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
     try:
-        view = memoryview(body)
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            view = memoryview(body)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        # A full disk fails the write: no half-written temp file is left behind.
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class LocalStore:
@@ -100,9 +105,14 @@ class LocalStore:
 
     def _create(self, info: UploadInfo) -> None:
         # O_EXCL: ids are random, but never overwrite an existing upload.
-        fd = os.open(self._data(info.id), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        data = self._data(info.id)
+        fd = os.open(data, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
         os.close(fd)
-        self._save(info)
+        try:
+            self._save(info)
+        except BaseException:
+            data.unlink(missing_ok=True)  # a data file without its record: nobody's
+            raise
 
     # -- protocol ----------------------------------------------------------
     async def create(self, info: UploadInfo) -> None:

@@ -8,8 +8,9 @@ in this one place:
   (`admitted`), bodies stream outside of it;
 - the upload's lock, held from the checks against the upload to the last hook;
 - the body into the store, with what ends it early: a checksum mismatch (the
-  chunk is discarded), a stall (408 with the offset kept), a client gone (the
-  bytes kept), a cancelled request (the bytes kept and recorded, shielded);
+  chunk is discarded), a stall or a trickle (408 with the offset kept), a full
+  disk (507 with the offset kept), a client gone (the bytes kept), a cancelled
+  request (the bytes kept and recorded, shielded);
 - drain: on shutdown, cancelled appends get a moment to record their offset
   and release their lock;
 - the hooks: progress, and `finished` when this append completes the upload.
@@ -17,6 +18,7 @@ in this one place:
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, nullcontext
@@ -25,15 +27,20 @@ from typing import Any
 import anyio
 from starlette.requests import ClientDisconnect, Request
 
+from upload_service.core.body_rate import RateFloor
+from upload_service.core.diskspace import is_no_space
 from upload_service.core.errors import (
     BadRequest,
     ChecksumMismatchError,
+    InsufficientStorage,
     RequestTimeout,
     ServiceError,
     TooLarge,
 )
 from upload_service.core.locks import Locker
+from upload_service.core.quotas import Quotas
 from upload_service.core.store.base import ChecksumMismatch, Digest, UploadInfo, UploadStore
+from upload_service.core.store.body import BodyTooLarge
 from upload_service.http.tus.body import MakeBody, Stalled, count_stored_bytes
 from upload_service.http.tus.headers import CHECKSUM_ALGORITHMS
 from upload_service.http.tus.hooks import UploadHooks
@@ -70,7 +77,11 @@ class Appender:
         make_body: MakeBody,
         body_timeout: float,
         admitted: int | None,
+        quotas: Quotas | None = None,
+        rate_floor: RateFloor | None = None,
     ) -> None:
+        self.rate_floor = rate_floor  # a body slower than this is cut off like a stall
+        self.quotas = quotas  # per-user limits on creating uploads (None: none)
         self.store = store
         self.locker = locker
         self.hooks = hooks
@@ -81,12 +92,25 @@ class Appender:
         self._idle: anyio.Event | None = None  # set when _writes drops to 0 during drain()
 
     async def create(self, info: UploadInfo) -> None:
-        """A new upload: stored, then announced."""
+        """A new upload: stored, then announced. A creation that fails half-way (a
+        full disk) leaves nothing behind: the client never learnt its URL."""
+        if self.quotas is not None:
+            await self.quotas.admit(info.owner)  # 429 before anything is stored
         async with self._admitted:
-            await self.store.create(info)
-            await self.hooks.created(info)
+            try:
+                await self.store.create(info)
+                await self.hooks.created(info)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await self._discard(info)
+                raise
         if info.finished:  # a zero-length upload is complete at creation
             await self.hooks.finished(info)
+
+    async def _discard(self, info: UploadInfo) -> None:
+        with contextlib.suppress(OSError, LookupError):  # never stored, or already gone
+            await self.store.terminate(info.id)
+        await self.hooks.discarded(info)
 
     async def append(
         self,
@@ -121,7 +145,7 @@ class Appender:
                 if was_finished:
                     return info  # an empty append to a complete upload: nothing happens
             digest = (CHECKSUM_ALGORITHMS[checksum[0]](), checksum[1]) if checksum else None
-            if not await self._store_body(request, info, room, digest):
+            if not await self._store_body(request, info, room, digest, too_large):
                 completes = False  # the client went away: its body ended nothing
             async with self._admitted:
                 if completes and info.length is None:
@@ -138,17 +162,36 @@ class Appender:
         return info
 
     async def _store_body(
-        self, request: Request, info: UploadInfo, room: int, digest: tuple[Digest, bytes] | None
+        self,
+        request: Request,
+        info: UploadInfo,
+        room: int,
+        digest: tuple[Digest, bytes] | None,
+        too_large: Callable[[str], ServiceError],
     ) -> bool:
         """Updates `info.offset`; False when the client went away before the end."""
+        start = info.offset
         with count_stored_bytes(info):
             try:
-                body = self.make_body(request, self.body_timeout)
+                body = self.make_body(request, self.body_timeout, self.rate_floor)
+                # A declared length was checked against the room already (check_room);
+                # a chunked body is found too long only as it streams.
+                chunked = "content-length" not in request.headers
+                if chunked:
+                    body.bound(room)
                 info.offset = await self.store.write(info, body, room, digest)
+                if chunked and info.offset - start == room and await body.goes_on():
+                    raise BodyTooLarge()
+            except BodyTooLarge:
+                raise await self._too_long(info, room, too_large) from None
             except ChecksumMismatch:
                 raise ChecksumMismatchError() from None
             except Stalled:
                 raise await self._stalled(info) from None
+            except OSError as exc:
+                if not is_no_space(exc):
+                    raise
+                raise await self._out_of_space(info) from None
             except ClientDisconnect:
                 # Keep what arrived: the client resumes from HEAD's offset. The
                 # response goes nowhere, but the hooks record the offset.
@@ -172,9 +215,45 @@ class Appender:
         info.offset = (await self.store.get(info.id)).offset
         info.updated_at = time.time()
         await self.hooks.progressed(info)
+        floor = f" or crawled below {self.rate_floor.min_rate} bytes/s" if self.rate_floor else ""
         return RequestTimeout(
-            f"no body bytes for {self.body_timeout:g} s; "
+            f"the body stalled (nothing for {self.body_timeout:g} s){floor}; "
             f"{info.offset} bytes are stored, resume from there",
+            headers={"Upload-Offset": str(info.offset), "Connection": "close"},
+        )
+
+    async def _too_long(
+        self, info: UploadInfo, room: int, too_large: Callable[[str], ServiceError]
+    ) -> ServiceError:
+        """A chunked body longer than the room left: refused like a declared one, and
+        never taken as the upload's end. What arrived within the room is kept, as for
+        any body that broke off; a creation's caller abandons its new upload."""
+        info.offset = (await self.store.get(info.id)).offset
+        info.updated_at = time.time()
+        await self.hooks.progressed(info)
+        error = too_large(f"the body goes past the upload's end ({room} bytes were left)")
+        error.headers.update({"Upload-Offset": str(info.offset), "Connection": "close"})
+        return error
+
+    async def abandon(self, info: UploadInfo) -> None:
+        """A new upload its creating request could not fill as asked (the client got
+        an error, not its URL): removed, and recorded as terminated."""
+        with anyio.CancelScope(shield=True):
+            await self.store.terminate(info.id)
+            await self.hooks.terminated(info)
+
+    async def _out_of_space(self, info: UploadInfo) -> ServiceError:
+        """The disk filled mid-body: what was written stays (the offset is the file's
+        size), the client is told so, and resumes from there once there is room."""
+        info.offset = (await self.store.get(info.id)).offset
+        info.updated_at = time.time()
+        try:
+            await self.hooks.progressed(info)
+        except OSError as exc:  # the status record shares the full disk
+            if not is_no_space(exc):
+                raise
+        return InsufficientStorage(
+            f"the server's disk is full; {info.offset} bytes are stored, resume from there later",
             headers={"Upload-Offset": str(info.offset), "Connection": "close"},
         )
 

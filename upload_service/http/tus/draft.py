@@ -36,6 +36,7 @@ from starlette.responses import Response
 from upload_service.core.errors import (
     BadRequest,
     Forbidden,
+    InsufficientStorage,
     InvalidOffset,
     MethodNotAllowed,
     MismatchedOffset,
@@ -171,14 +172,24 @@ class DraftHandler:
             kinds=claims.kinds,
         )
         await self.tus.appender.create(info)
-        info = await self.tus.appender.append(
-            request,
-            info.id,
-            None,
-            limit,
-            completes=complete,
-            too_large=self._too_large_for(version, claims),
-        )
+        try:
+            info = await self.tus.appender.append(
+                request,
+                info.id,
+                None,
+                limit,
+                completes=complete,
+                too_large=self._too_large_for(version, claims),
+            )
+        except InsufficientStorage as exc:
+            # The upload exists and keeps what was stored: its URL lets the client resume.
+            exc.headers["Location"] = self.tus.location(request, info.id)
+            raise
+        except TooLarge:
+            # Content past the token's max_bytes: refused as tus refuses it, never
+            # cut short and taken as complete; the new upload goes.
+            await self.tus.appender.abandon(info)
+            raise
         done = info.finished
         headers = self._headers(
             version,

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
+from upload_service.core.body_rate import RateFloor
 from upload_service.core.errors import (
     BadRequest,
     Forbidden,
     Gone,
+    InsufficientStorage,
     InvalidLength,
     MismatchedOffset,
     NotFound,
@@ -27,6 +29,7 @@ from upload_service.core.errors import (
     UnsupportedVersion,
 )
 from upload_service.core.locks import Locker
+from upload_service.core.quotas import Quotas
 from upload_service.core.store.base import UploadGone, UploadInfo, UploadNotFound, UploadStore
 from upload_service.core.tokens import TokenClaims
 from upload_service.http.tus.append import Appender, check_room
@@ -55,6 +58,7 @@ class TusConfig:
     behind_proxy: bool = False
     path: str = "/files/"
     body_timeout: float = 60.0  # seconds a body may send nothing before it is cut off
+    rate_floor: RateFloor | None = None  # a body slower than this is cut off too
     # How many creations, PATCH starts and PATCH ends may run at once (None: any).
     # Each is some interpreter time between thread and Redis round trips; a
     # hundred at once fill every turn of the event loop and a HEAD waits behind
@@ -73,6 +77,7 @@ class TusHandler:
         authenticate: Callable[[Request], TokenClaims],
         hooks: UploadHooks | None = None,
         make_body: MakeBody = RequestBody,
+        quotas: Quotas | None = None,
     ) -> None:
         self.store = store
         self.locker = locker
@@ -86,6 +91,8 @@ class TusHandler:
             make_body=make_body,
             body_timeout=config.body_timeout,
             admitted=config.admitted,
+            quotas=quotas,
+            rate_floor=config.rate_floor,
         )
 
     async def drain(self, grace: float) -> None:
@@ -188,6 +195,8 @@ class TusHandler:
         if concat == "final":
             parts = await self._final_parts(part_ids, claims, limit)
             info.parts = part_ids
+            if self.appender.quotas is not None:
+                await self.appender.quotas.admit(info.owner)
             await self.store.create(info)
             await self.store.concatenate(info, parts)
             await self.hooks.created(info)
@@ -206,7 +215,15 @@ class TusHandler:
         await self.appender.create(info)
         response_headers = self._headers(Location=self.location(request, info.id))
         if with_body:
-            info = await self.appender.append(request, info.id, None, limit, checksum)
+            try:
+                info = await self.appender.append(request, info.id, None, limit, checksum)
+            except InsufficientStorage as exc:
+                # The upload exists and keeps what was stored: its URL lets the client resume.
+                exc.headers["Location"] = response_headers["Location"]
+                raise
+            except TooLarge:
+                await self.appender.abandon(info)  # a body past the limit: no upload
+                raise
             response_headers["Upload-Offset"] = str(info.offset)
         response_headers.update(self._expiry_headers(info))
         return Response(status_code=201, headers=response_headers)

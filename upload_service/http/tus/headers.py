@@ -133,7 +133,10 @@ def parse_concat(value: str | None) -> tuple[str | None, list[str]]:
 
 
 def _id_of(url: str) -> str:
-    path = urlsplit(url).path.rstrip("/")
+    try:
+        path = urlsplit(url).path.rstrip("/")
+    except ValueError:  # such as an unclosed IPv6 host: "http://[::1"
+        raise InvalidConcat(f"Upload-Concat names an invalid upload URL {url!r}") from None
     upload_id = path.rsplit("/", 1)[-1]
     if not upload_id:
         raise InvalidConcat(f"Upload-Concat names an invalid upload URL {url!r}")

@@ -18,6 +18,11 @@ class UploadHooks(Protocol):
 
     async def terminated(self, info: UploadInfo) -> None: ...
 
+    async def discarded(self, info: UploadInfo) -> None:
+        """A creation failed half-way (its client got an error, never its URL): forget
+        whatever `created` may have recorded, as if it had never begun."""
+        ...
+
 
 class NoHooks:
     async def created(self, info: UploadInfo) -> None:
@@ -30,4 +35,7 @@ class NoHooks:
         pass
 
     async def terminated(self, info: UploadInfo) -> None:
+        pass
+
+    async def discarded(self, info: UploadInfo) -> None:
         pass
