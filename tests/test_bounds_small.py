@@ -93,8 +93,12 @@ def test_a_killed_serves_metrics_dir_is_removed_at_the_next_start(tmp_path: Path
     (orphan / "sub").mkdir(parents=True)
     alive = tmp_path / f"{metrics.SHARED_DIR_PREFIX}{os.getpid()}-def"
     alive.mkdir()
+    # One not named by a pid (an older `serve`'s, or someone else's) is not ours to judge.
+    foreign = tmp_path / f"{metrics.SHARED_DIR_PREFIX}x7q2"
+    foreign.mkdir()
     removed = metrics.remove_orphaned_dirs(tmp_path)
-    assert removed == [orphan] and not orphan.exists() and alive.exists()
+    assert removed == [orphan] and not orphan.exists()
+    assert alive.exists() and foreign.exists()
 
 
 def test_serve_makes_its_metrics_dir_named_by_its_pid(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -59,6 +59,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
             proxy_headers=settings.behind_proxy,
             forwarded_allow_ips="*" if settings.behind_proxy else None,
             timeout_graceful_shutdown=args.graceful_timeout,
+            # uvicorn kills a worker that misses a health check; its 5 s default is less
+            # than an import takes on a busy small machine, and the kill repeats forever.
+            timeout_worker_healthcheck=30,
             # Only where httptools is missing (h11): a head's bound, as head_limits sets.
             h11_max_incomplete_event_size=settings.max_header_bytes,
             http=body_path(settings).http_protocol,  # UPLOAD_FAST_PATH

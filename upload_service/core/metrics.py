@@ -53,11 +53,12 @@ def shared_by_processes() -> Iterator[None]:
 
 def remove_orphaned_dirs(parent: Path) -> list[Path]:
     """Remove the shared directories of `serve`s that are gone: a SIGKILLed one never
-    ran its cleanup. A directory whose `serve` still runs (its pid lives) is kept."""
+    ran its cleanup. A directory whose `serve` still runs (its pid lives) is kept, and so
+    is one not named by a pid: it is not one of ours to judge."""
     removed = []
     for directory in parent.glob(f"{SHARED_DIR_PREFIX}*"):
         pid = directory.name[len(SHARED_DIR_PREFIX) :].split("-", 1)[0]
-        if not directory.is_dir() or (pid.isdigit() and _alive(int(pid))):
+        if not directory.is_dir() or not pid.isdigit() or _alive(int(pid)):
             continue
         shutil.rmtree(directory, ignore_errors=True)
         removed.append(directory)
