@@ -37,6 +37,7 @@ from upload_service.core.locks import RedisLocker
 from upload_service.core.logs import log_event
 from upload_service.core.redis_commands import RedisCommands
 from upload_service.core.settings import Settings
+from upload_service.core.state import shared_state
 from upload_service.core.status import Record, StatusStore
 from upload_service.core.store import UploadGone, UploadInfo, UploadNotFound, UploadStore
 from upload_service.core.store.factory import make_store
@@ -97,7 +98,7 @@ def sweep_expired_uploads(
     """
     store = store or make_store(settings)
     sync_redis = Redis.from_url(settings.redis_url)
-    status = StatusStore(settings.status_dir, sync_redis)
+    status = StatusStore(shared_state(settings).status, sync_redis)
     jobs = DramatiqJobQueue.on_redis(sync_redis) if settings.webhook_url else None
 
     async def run() -> list[str]:
@@ -178,7 +179,7 @@ def resend_stuck_uploads(
     """Send `process_upload` for finished uploads whose job was (maybe) never sent; their ids."""
     store = store or make_store(settings)
     sync_redis = Redis.from_url(settings.redis_url)
-    status = StatusStore(settings.status_dir, sync_redis)
+    status = StatusStore(shared_state(settings).status, sync_redis)
     try:
         return anyio.run(
             resend_store,

@@ -165,6 +165,32 @@ def settings(tmp_path: Path, redis_server: RedisServer) -> Settings:
     )
 
 
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A migrated database of this session's own (postgres_helpers); its URL."""
+    from postgres_helpers import create_database, drop_database
+
+    from upload_service.core.state.postgres import PostgresState
+
+    url = create_database()
+    state = PostgresState(url)
+    try:
+        state.migrate()
+    finally:
+        state.close()
+    yield url
+    drop_database(url)
+
+
+@pytest.fixture
+def postgres_url(postgres_database: str) -> str:
+    """The session's database, its tables emptied for this test."""
+    from postgres_helpers import empty_tables
+
+    empty_tables(postgres_database)
+    return postgres_database
+
+
 @pytest.fixture
 def make_token() -> Callable[..., str]:
     def make(sub: str = "user-1", secret: str = TOKEN_SECRET, **claims: Any) -> str:
@@ -189,7 +215,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("UPLOAD_", "WEBHOOK_", "B2_", "MEDIA_"))
+        if not k.startswith(("UPLOAD_", "WEBHOOK_", "B2_", "MEDIA_", "STATE_"))
     }
     env.update(
         UPLOAD_DATA_DIR=str(settings.data_dir),
@@ -210,6 +236,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     ):
         if value:
             env[name] = value
+    if settings.state_url:
+        env["STATE_URL"] = settings.state_url
     if settings.webhook_url:
         env["WEBHOOK_URL"] = settings.webhook_url
     if settings.webhook_secret:
