@@ -56,6 +56,9 @@ class StatusAPI:
             raise NotFound(f"upload {upload_id} not found")
         return self._cached(request, self.playback.body(body))
 
+    async def no_id(self, request: Request) -> Response:
+        raise NotFound("no such upload")
+
     async def many(self, request: Request) -> Response:
         if "ids" not in request.query_params:
             return await self.listing(request)
