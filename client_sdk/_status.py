@@ -7,7 +7,8 @@ If-None-Match, so an unchanged record costs a 304 with no body.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -97,6 +98,54 @@ class StatusClient:
             for record in (body or {}).get("uploads", []):
                 found[record["id"]] = dict(record)
         return found
+
+    def list_page(
+        self,
+        *,
+        owner: str | None = None,
+        states: Iterable[str] = (),
+        created_after: datetime | str | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> tuple[list[Record], str | None]:
+        """One page of the listing (API key only), oldest first: (records, next cursor);
+        the cursor is None on the last page."""
+        params: dict[str, str] = {"limit": str(limit)}
+        if owner is not None:
+            params["owner"] = owner
+        if states:
+            params["state"] = ",".join(states)
+        if created_after is not None:
+            params["created_after"] = (
+                created_after.isoformat() if isinstance(created_after, datetime) else created_after
+            )
+        if cursor:
+            params["cursor"] = cursor
+        body = self._get("/v1/uploads", params=params) or {}
+        return [dict(r) for r in body.get("uploads", [])], body.get("next_cursor")
+
+    def list(
+        self,
+        *,
+        owner: str | None = None,
+        states: Iterable[str] = (),
+        created_after: datetime | str | None = None,
+        page_size: int = 100,
+    ) -> Iterator[Record]:
+        """Every upload matching the filters, oldest first, fetched a page at a time."""
+        wanted = tuple(states)
+        cursor: str | None = None
+        while True:
+            records, cursor = self.list_page(
+                owner=owner,
+                states=wanted,
+                created_after=created_after,
+                cursor=cursor,
+                limit=page_size,
+            )
+            yield from records
+            if cursor is None:
+                return
 
     def wait(
         self,

@@ -22,6 +22,7 @@ import dramatiq
 
 from upload_service.core.jobs import ACTOR_QUEUES, PIPELINE_QUEUE, DramatiqJobQueue
 from upload_service.core.settings import Settings
+from upload_service.core.state import shared_state
 from upload_service.core.status import StatusStore
 from upload_service.core.store.factory import make_store
 
@@ -51,7 +52,8 @@ def context() -> pipeline.PipelineContext:
     """What the actors share, built once per process: at boot (`processors.boot`)."""
     return pipeline.PipelineContext(
         settings=settings,
-        status=StatusStore(settings.status_dir, redis),
+        # STATE_URL: files on this machine, or PostgreSQL shared by every machine.
+        status=StatusStore(shared_state(settings).status, redis),
         jobs=DramatiqJobQueue(broker),
         publisher=make_publisher(settings),
         # UPLOAD_STORE, as the server has it.

@@ -45,10 +45,11 @@ from upload_service.core.logs import log_event
 from upload_service.core.quotas import RedisUnfinishedUploads
 from upload_service.core.redis_commands import RedisCommands
 from upload_service.core.settings import Settings
+from upload_service.core.state import shared_state
+from upload_service.core.state.base import DeliveryLog
 from upload_service.core.status import ENDED, Record, StatusStore
 from upload_service.core.store import UploadGone, UploadInfo, UploadNotFound, UploadStore
 from upload_service.core.store.factory import make_store
-from upload_service.core.webhook_log import WebhookLog
 
 log = logging.getLogger("processors.sweeper")
 
@@ -108,7 +109,7 @@ def sweep_expired_uploads(
     """
     store = store or make_store(settings)
     sync_redis = Redis.from_url(settings.redis_url)
-    status = StatusStore(settings.status_dir, sync_redis)
+    status = StatusStore(shared_state(settings).status, sync_redis)
     jobs = DramatiqJobQueue.on_redis(sync_redis) if settings.webhook_url else None
 
     async def run() -> list[str]:
@@ -136,30 +137,32 @@ def sweep_expired_uploads(
 # -- retention of ended uploads' records ---------------------------------------------
 
 
+RETIRE_BATCH = 500
+
+
 async def retire_store(
-    store: UploadStore, status: StatusStore, webhooks: WebhookLog, retention: int, now: float
+    store: UploadStore, status: StatusStore, webhooks: DeliveryLog, retention: int, now: float
 ) -> list[str]:
-    retired = []
-    for upload_id in sorted(await anyio.to_thread.run_sync(status.ids)):
-        record = await anyio.to_thread.run_sync(status.get, upload_id)
-        if record is None or record.get("state") not in ENDED:
-            continue
-        try:
-            ended_at = _timestamp(record["updated_at"])
-        except (KeyError, ValueError):
-            continue  # an unreadable time: kept, rather than removed too early
-        if ended_at + retention >= now:
-            continue
-        # The store's leftovers first: a record without them is harmless, not the reverse.
-        with contextlib.suppress(UploadNotFound, UploadGone, OSError):
-            await store.terminate(upload_id)
-        webhooks.path(upload_id).unlink(missing_ok=True)
-        await anyio.to_thread.run_sync(status.remove, upload_id)
-        if status.redis is not None:
-            RedisUnfinishedUploads(status.redis).remove(str(record.get("owner")), upload_id)
-        retired.append(upload_id)
-        log_event(log, "upload.retired", upload_id=upload_id, state=record["state"])
-    return retired
+    retired: list[str] = []
+    while True:
+        # Oldest first, in batches: each pass removes what it lists, so the next
+        # pass lists the next ones.
+        batch = await anyio.to_thread.run_sync(
+            status.records.list_expired, ENDED, now - retention, RETIRE_BATCH
+        )
+        for upload_id in batch:
+            record = await anyio.to_thread.run_sync(status.get, upload_id)
+            # The store's leftovers first: a record without them is harmless, not the reverse.
+            with contextlib.suppress(UploadNotFound, UploadGone, OSError):
+                await store.terminate(upload_id)
+            await anyio.to_thread.run_sync(webhooks.delete, upload_id)
+            await anyio.to_thread.run_sync(status.remove, upload_id)
+            if status.redis is not None and record is not None:
+                RedisUnfinishedUploads(status.redis).remove(str(record.get("owner")), upload_id)
+            retired.append(upload_id)
+            log_event(log, "upload.retired", upload_id=upload_id, state=(record or {}).get("state"))
+        if len(batch) < RETIRE_BATCH:
+            return retired
 
 
 def retire_ended_uploads(
@@ -170,13 +173,14 @@ def retire_ended_uploads(
     if not settings.retention:
         return []
     store = store or make_store(settings)
+    state = shared_state(settings)
     sync_redis = Redis.from_url(settings.redis_url)
     try:
         return anyio.run(
             retire_store,
             store,
-            StatusStore(settings.status_dir, sync_redis),
-            WebhookLog(settings.data_dir / "webhooks"),
+            StatusStore(state.status, sync_redis),
+            state.webhooks,
             settings.retention,
             time.time() if now is None else now,
         )
@@ -240,7 +244,7 @@ def resend_stuck_uploads(
     """Send `process_upload` for finished uploads whose job was (maybe) never sent; their ids."""
     store = store or make_store(settings)
     sync_redis = Redis.from_url(settings.redis_url)
-    status = StatusStore(settings.status_dir, sync_redis)
+    status = StatusStore(shared_state(settings).status, sync_redis)
     try:
         return anyio.run(
             resend_store,

@@ -39,8 +39,8 @@ from upload_service.core.logs import log_event
 from upload_service.core.media_signing import MissingSigningKey
 from upload_service.core.playback import PlaybackURLs
 from upload_service.core.settings import Settings
+from upload_service.core.state import DeliveryLog, shared_state
 from upload_service.core.status import iso
-from upload_service.core.webhook_log import WebhookLog
 
 log = logging.getLogger("processors.webhooks")
 
@@ -68,8 +68,8 @@ def current_settings() -> Settings:
     return _settings
 
 
-def webhook_log(settings: Settings) -> WebhookLog:
-    return WebhookLog(settings.data_dir / "webhooks")
+def webhook_log(settings: Settings) -> DeliveryLog:
+    return shared_state(settings).webhooks
 
 
 # --- signing (Standard Webhooks) -------------------------------------------------
@@ -234,7 +234,9 @@ def deliver(event: dict[str, Any], attempt: int = 1, retry: int = 0) -> str:
     at = iso()
     try:
         history.record_event(event)
-    except OSError as exc:  # the log is for humans; delivery matters more
+    # The log is for humans; delivery matters more. OSError: a full disk; Exception:
+    # PostgreSQL's errors as well (psycopg is imported only where it is configured).
+    except Exception as exc:
         log_event(log, "webhook.log_failed", logging.ERROR, error=str(exc))
     result = attempt_delivery(settings, event)
     outcome, delay = next_delay(result, retry, settings.webhook_schedule)
@@ -251,7 +253,7 @@ def deliver(event: dict[str, Any], attempt: int = 1, retry: int = 0) -> str:
     }
     try:
         history.record_attempt(upload_id, entry)
-    except OSError as exc:
+    except Exception as exc:
         log_event(log, "webhook.log_failed", logging.ERROR, error=str(exc))
     level = logging.INFO if outcome == "delivered" else logging.WARNING
     log_event(log, f"webhook.{outcome}", level, upload_id=upload_id, **entry)

@@ -7,6 +7,7 @@ nothing shared with other runs); `live_server` starts the real
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -171,6 +172,32 @@ def settings(tmp_path: Path, redis_server: RedisServer) -> Settings:
     )
 
 
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A migrated database of this session's own (postgres_helpers); its URL."""
+    from postgres_helpers import create_database, drop_database
+
+    from upload_service.core.state.postgres import PostgresState
+
+    url = create_database()
+    state = PostgresState(url)
+    try:
+        state.migrate()
+    finally:
+        state.close()
+    yield url
+    drop_database(url)
+
+
+@pytest.fixture
+def postgres_url(postgres_database: str) -> str:
+    """The session's database, its tables emptied for this test."""
+    from postgres_helpers import empty_tables
+
+    empty_tables(postgres_database)
+    return postgres_database
+
+
 @pytest.fixture
 def make_token() -> Callable[..., str]:
     def make(sub: str = "user-1", secret: str = TOKEN_SECRET, **claims: Any) -> str:
@@ -195,7 +222,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("UPLOAD_", "WEBHOOK_", "B2_", "MEDIA_"))
+        if not k.startswith(("UPLOAD_", "WEBHOOK_", "B2_", "MEDIA_", "STATE_"))
     }
     env.update(
         UPLOAD_DATA_DIR=str(settings.data_dir),
@@ -221,6 +248,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     ):
         if value:
             env[name] = value
+    if settings.state_url:
+        env["STATE_URL"] = settings.state_url
     if settings.webhook_url:
         env["WEBHOOK_URL"] = settings.webhook_url
     if settings.webhook_secret:
@@ -242,20 +271,40 @@ class LiveServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "upload_service.cli", "serve", "--port", str(self.port)]
+
     def start(self) -> LiveServer:
         env = settings_env(self.settings) | self.extra_env
         self.log_path = self.settings.data_dir.parent / f"server-{self.port}.log"
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "upload_service.cli", "serve", "--port", str(self.port)],
+                self.command(),
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its worker processes die with it in kill()
             )
-        wait_for_port(self.port)
+        try:
+            wait_for_port(self.port)
+        except RuntimeError:
+            # No fixture will stop a server whose start failed: left running, its
+            # supervisor would restart workers for ever and load the machine.
+            self.kill_quietly()
+            raise RuntimeError(f"server did not start; its log:\n{self.log_tail()}") from None
         return self
+
+    def log_tail(self, lines: int = 30) -> str:
+        assert self.log_path is not None
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def kill_quietly(self) -> None:
+        assert self.process
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
 
     def kill(self) -> None:
         """SIGKILL the whole server: the supervisor and every worker process."""

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from conftest import API_KEY, LiveServer, settings_env, wait_for_port
+from conftest import API_KEY, LiveServer
 from tusclient.client import TusClient
 
 from upload_service.core.settings import Settings
@@ -139,18 +137,5 @@ class LiveServerArgs(LiveServer):
         super().__init__(settings) if port is None else super().__init__(settings, port=port)
         self.args = args
 
-    def start(self) -> LiveServerArgs:
-        env = settings_env(self.settings) | self.extra_env
-        self.log_path = self.settings.data_dir.parent / f"server-{self.port}.log"
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "upload_service.cli", "serve", "--port", str(self.port)]
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [*command, *self.args],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        wait_for_port(self.port)
-        return self
+    def command(self) -> list[str]:
+        return [*super().command(), *self.args]

@@ -249,6 +249,28 @@ def test_status_client_get_many_and_etags(live_server: LiveServer, tmp_path: Pat
         wrong.get(ids[0])
 
 
+def test_status_client_lists_page_by_page(live_server: LiveServer, tmp_path: Path) -> None:
+    ids = {"user-1": [], "user-2": []}  # type: dict[str, list[str]]
+    for n, sub in enumerate(["user-1", "user-2", "user-1"]):
+        with Uploader(live_server.url, token(sub), store=tmp_path) as up:
+            ids[sub].append(up.upload(random_file(tmp_path / f"l{n}.bin", 500 + n)).id)
+    with StatusClient(live_server.url, API_KEY) as status:
+        mine = list(status.list(owner="user-1", page_size=1))
+        assert [r["id"] for r in mine] == ids["user-1"]
+        records, cursor = status.list_page(limit=2)
+        assert len(records) == 2 and cursor is not None
+        rest, last = status.list_page(limit=2, cursor=cursor)
+        assert [r["id"] for r in records + rest] == [
+            ids["user-1"][0],
+            *ids["user-2"],
+            ids["user-1"][1],
+        ]
+        assert last is None
+        assert list(status.list(states=["expired"])) == []
+    with StatusClient(live_server.url, token()) as owner, pytest.raises(Unauthorized):
+        owner.list_page()
+
+
 def test_status_client_single_get_uses_etag(live_server: LiveServer, tmp_path: Path) -> None:
     with Uploader(live_server.url, token(), store=tmp_path) as up:
         upload_id = up.upload(random_file(tmp_path / "f.bin", 2000)).id

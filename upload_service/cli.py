@@ -1,4 +1,4 @@
-"""`upload-service`: serve, worker, dev, token, sweep."""
+"""`upload-service`: serve, worker, dev, token, sweep, migrate."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from client_sdk import mint_upload_token
 from upload_service.core.settings import Settings, _read_dotenv
+from upload_service.core.state import check_state_settings, make_state
 from upload_service.core.store.factory import check_store_settings
 
 
@@ -43,6 +44,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
             "(`upload-service dev` makes one for you)"
         )
     check_store_settings(settings)  # UPLOAD_STORE: a clear message, before uvicorn starts
+    check_state_settings(settings)  # STATE_URL: reachable, and its schema current
     logs.configure(settings.log_level, settings.log_json)
     logs.flush_on_sigterm()
     workers = args.workers or settings.serve_processes
@@ -75,6 +77,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> None:
     from processors.sandbox import Sandbox, SandboxUnavailable
 
     check_store_settings(settings)  # before the worker processes start
+    check_state_settings(settings)
     try:  # a worker that cannot contain ffmpeg must not run it (docs/security.md)
         Sandbox.from_settings(settings).check()
     except SandboxUnavailable as exc:
@@ -133,6 +136,21 @@ def cmd_sweep(args: argparse.Namespace, settings: Settings) -> None:
         f"swept {len(removed)} expired upload(s); re-sent {len(resent)} lost processing job(s); "
         f"removed the records of {len(retired)} upload(s) ended past UPLOAD_RETENTION"
     )
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> None:
+    if not settings.state_url:
+        print("STATE_URL is not set: the state is files under UPLOAD_DATA_DIR, nothing to migrate")
+        return
+    state = make_state(settings)
+    try:
+        applied = state.migrate()
+    finally:
+        state.close()
+    if applied:
+        print(f"applied {len(applied)} migration(s): {', '.join(applied)}")
+    else:
+        print("the schema is current: nothing to apply")
 
 
 def _redis_answers(url: str) -> bool:
@@ -295,6 +313,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = sub.add_parser("sweep", help="remove expired unfinished uploads now")
     sweep.set_defaults(func=cmd_sweep)
+
+    migrate = sub.add_parser(
+        "migrate", help="bring the STATE_URL database's schema up to date (run before serving)"
+    )
+    migrate.set_defaults(func=cmd_migrate)
     return parser
 
 

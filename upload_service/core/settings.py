@@ -203,6 +203,12 @@ class Settings:
     # Where tus uploads live: "local" (UPLOAD_DATA_DIR/uploads) or "b2" (the B2
     # bucket, for server and workers without a shared disk; needs the B2 settings).
     upload_store: str = "local"
+    # Where status records and the webhook log live (upload_service.core.state):
+    # empty for files under UPLOAD_DATA_DIR (one machine), or a postgresql:// URL
+    # shared by every server and worker (several machines, no shared disk).
+    state_url: str | None = None
+    # Connections each process keeps to that PostgreSQL, at most.
+    state_pool_size: int = 8
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -335,4 +341,6 @@ class Settings:
             b2_part_size=_int(env, "B2_PART_SIZE", cls.b2_part_size),
             b2_upload_threads=_int(env, "B2_UPLOAD_THREADS", cls.b2_upload_threads),
             upload_store=(env.get("UPLOAD_STORE") or "local").strip().lower(),
+            state_url=(env.get("STATE_URL") or "").strip() or None,
+            state_pool_size=_int(env, "STATE_POOL_SIZE", cls.state_pool_size, minimum=1),
         )

@@ -1,13 +1,14 @@
 """The status record: one schema (CONTRACT.md), written by the server and workers.
 
-Durable as a JSON file per upload under `<data>/status/`, cached in Redis so a
-poll is one round trip. The file is the truth: a Redis restart loses nothing,
-the next read refills the cache from disk.
+Durable in the state (`upload_service.core.state`: a JSON file per upload on
+one machine, a PostgreSQL row for several), cached in Redis so a poll is one
+round trip. The state is the truth: a Redis restart or FLUSHALL loses nothing,
+the next read refills the cache from it.
 
 Every write refreshes the cache and announces the upload id on CHANNEL, in one
 round trip, so that a server that keeps bodies nearer still (the fast path's
 near cache) drops its copy. Workers write with StatusStore (synchronous
-redis-py); the server writes the file in a thread and the cache from the event
+redis-py); the server writes the state in a thread and the cache from the event
 loop, through a StatusCache (redis-py's asyncio client or the fast path's wire).
 """
 
@@ -15,16 +16,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, cast
 
 from redis import Redis
 
-from upload_service.core.ids import safe_child
+from upload_service.core.ids import is_safe_id
+from upload_service.core.state.base import ENDED as ENDED
+from upload_service.core.state.base import Record as Record
+from upload_service.core.state.base import StatusRecords
+from upload_service.core.state.base import UploadEnded as UploadEnded
+from upload_service.core.state.base import encode as encode
+from upload_service.core.state.base import iso as iso
+from upload_service.core.state.files import FileStatusRecords
 from upload_service.core.store.base import UploadInfo
-from upload_service.core.store.local import atomic_write_bytes
 from upload_service.core.threads import run_read
 
 STATES = ("uploading", "uploaded", "processing", "ready", "failed", "terminated", "expired")
@@ -34,22 +39,12 @@ CACHE_TTL = 7 * 24 * 3600
 # Every status write publishes the upload's id here (see the module's docstring).
 CHANNEL = "upload-status:changed"
 
-Record = dict[str, Any]
-# Ended by the user (DELETE) or by expiry: no worker may write over it again.
-ENDED = ("terminated", "expired")
+# Where status records are: the state's, or a directory of files (one machine).
+RecordsSource = StatusRecords | Path
 
 
-class UploadEnded(Exception):
-    """The upload was terminated or expired while a job was working on it."""
-
-    def __init__(self, upload_id: str, state: str) -> None:
-        super().__init__(f"upload {upload_id} is {state}")
-        self.upload_id = upload_id
-        self.state = state
-
-
-def iso(ts: float | None = None) -> str:
-    return datetime.fromtimestamp(ts or time.time(), UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def status_records(source: RecordsSource) -> StatusRecords:
+    return FileStatusRecords(source) if isinstance(source, Path) else source
 
 
 def new_record(info: UploadInfo) -> Record:
@@ -71,10 +66,6 @@ def new_record(info: UploadInfo) -> Record:
     }
 
 
-def encode(record: Record) -> bytes:
-    return json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
-
-
 def etag_of(body: bytes) -> str:
     return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
 
@@ -82,13 +73,9 @@ def etag_of(body: bytes) -> str:
 class StatusStore:
     """Synchronous writer and reader, for workers and (through threads) the server."""
 
-    def __init__(self, directory: Path, redis: Redis | None) -> None:
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+    def __init__(self, records: RecordsSource, redis: Redis | None) -> None:
+        self.records = status_records(records)
         self.redis = redis
-
-    def _path(self, upload_id: str) -> Path:
-        return safe_child(self.directory, upload_id, ".json")
 
     def get(self, upload_id: str) -> Record | None:
         if self.redis is not None:
@@ -98,73 +85,62 @@ class StatusStore:
         return self._load(upload_id)
 
     def _load(self, upload_id: str) -> Record | None:
-        body = self._read_file(upload_id)
+        body = self.records.read(upload_id)
         if body is None:
             return None
         if self.redis is not None:
-            # NX: a write that landed since the file was read keeps its newer body.
+            # NX: a write that landed since the state was read keeps its newer body.
             self.redis.set(CACHE_PREFIX + upload_id, body, ex=CACHE_TTL, nx=True)
         return cast(Record, json.loads(body))
 
-    def _read_file(self, upload_id: str) -> bytes | None:
-        try:
-            return self._path(upload_id).read_bytes()
-        except OSError:  # FileNotFoundError included
-            return None
-
-    def put(self, record: Record) -> Record:
-        body = self.write_file(record)
+    def _refresh_cache(self, upload_id: str, body: bytes) -> None:
         if self.redis is not None:
             # One round trip: the new body, and word to every server's near cache.
             # Not a Lua script, though it is faster: Redis then
             # answered the writer before it told the servers, and a poll sent right
             # after a write could still read the old body from a near cache.
             pipe = self.redis.pipeline(transaction=False)
-            pipe.set(CACHE_PREFIX + record["id"], body, ex=CACHE_TTL)
-            pipe.publish(CHANNEL, record["id"])
+            pipe.set(CACHE_PREFIX + upload_id, body, ex=CACHE_TTL)
+            pipe.publish(CHANNEL, upload_id)
             pipe.execute()
+
+    def put(self, record: Record) -> Record:
+        self._refresh_cache(record["id"], self.write_file(record))
         return record
 
     def update(self, upload_id: str, **changes: Any) -> Record:
-        return self.put(self._changed(upload_id, changes))
+        record, body = self.update_file(upload_id, **changes)
+        self._refresh_cache(upload_id, body)
+        return record
 
     def advance(self, upload_id: str, **changes: Any) -> Record:
         """A worker's write: refused (UploadEnded) once the upload was terminated
-        or expired, so a job's progress never brings a deleted upload back."""
-        record = self._changed(upload_id, {})
-        if record["state"] in ENDED:
-            raise UploadEnded(upload_id, record["state"])
-        record.update(changes)
-        return self.put(record)
+        or expired, so a job's progress never brings a deleted upload back. The
+        check and the write are one change of the state: a DELETE cannot land
+        between them."""
 
-    # -- the file alone: the server refreshes the cache itself (StatusCache.publish) ----
-    def write_file(self, record: Record) -> bytes:
-        """Stamp and durably replace the record's file; returns its body."""
-        record["updated_at"] = iso()
-        body = encode(record)  # once, for the file and the cache alike
-        atomic_write_bytes(self._path(record["id"]), body)
-        return body
+        def unless_ended(record: Record) -> None:
+            if record["state"] in ENDED:
+                raise UploadEnded(upload_id, record["state"])
+            record.update(changes)
 
-    def update_file(self, upload_id: str, **changes: Any) -> tuple[Record, bytes]:
-        record = self._changed(upload_id, changes)
-        return record, self.write_file(record)
-
-    def _changed(self, upload_id: str, changes: dict[str, Any]) -> Record:
-        # The file, not the cache: it is the truth (and every write refreshes the cache).
-        body = self._read_file(upload_id)
-        if body is None:
-            raise KeyError(upload_id)
-        record = cast(Record, json.loads(body))
-        record.update(changes)
+        record, body = self.records.change(upload_id, unless_ended)
+        self._refresh_cache(upload_id, body)
         return record
 
-    def ids(self) -> list[str]:
-        """Every upload with a record (what the retention sweep walks)."""
-        return [p.name[: -len(".json")] for p in self.directory.glob("*.json")]
+    # -- the state alone: the server refreshes the cache itself (StatusCache.publish) --
+    # (named for the files they once were; they write whichever state is configured)
+    def write_file(self, record: Record) -> bytes:
+        """Stamp and durably replace the record; returns its body."""
+        return self.records.write(record)
+
+    def update_file(self, upload_id: str, **changes: Any) -> tuple[Record, bytes]:
+        """Apply `changes` to the stored record as one change; KeyError without one."""
+        return self.records.change(upload_id, lambda record: record.update(changes))
 
     def remove(self, upload_id: str) -> None:
-        """The record gone, file and cache: the id is unknown from then on."""
-        self._path(upload_id).unlink(missing_ok=True)
+        """The record gone, state and cache: the id is unknown from then on."""
+        self.records.delete(upload_id)
         self.forget_cache(upload_id)
 
     def forget_cache(self, upload_id: str) -> None:
@@ -178,7 +154,7 @@ class StatusCache(Protocol):
 
     `publish` is a write's refresh: the same two commands as StatusStore.put
     (SET, then PUBLISH on CHANNEL, sent together and answered in that order).
-    `fill` is a read's refill from the file: SET NX and no announcement, so a
+    `fill` is a read's refill from the state: SET NX and no announcement, so a
     write that landed meanwhile is never overwritten by the older body.
     """
 
@@ -196,15 +172,15 @@ class StatusReads(Protocol):
 
 
 class StatusReader:
-    """The API's read path: one round trip to the cache, the file on a miss."""
+    """The API's read path: one round trip to the cache, the state on a miss."""
 
-    def __init__(self, directory: Path, cache: StatusCache) -> None:
-        self.directory = Path(directory)
+    def __init__(self, records: RecordsSource, cache: StatusCache) -> None:
+        self.records = status_records(records)
         self.cache = cache
 
     async def get_raw(self, upload_id: str) -> bytes | None:
         body = await self.cache.get(upload_id)
-        return body if body else await self._from_disk(upload_id)
+        return body if body else await self._from_state(upload_id)
 
     async def get_many_raw(self, ids: list[str]) -> list[bytes]:
         if not ids:
@@ -212,17 +188,20 @@ class StatusReader:
         bodies = await self.cache.get_many(ids)
         found: list[bytes] = []
         for upload_id, cached in zip(ids, bodies, strict=True):
-            body = cached or await self._from_disk(upload_id)
+            body = cached or await self._from_state(upload_id)
             if body:
                 found.append(body)
         return found
 
-    async def _from_disk(self, upload_id: str) -> bytes | None:
-        try:
-            path = safe_child(self.directory, upload_id, ".json")
-            record = json.loads(await run_read(path.read_bytes))
-        except (OSError, ValueError):  # UnsafeId is a ValueError: no such record
+    async def _from_state(self, upload_id: str) -> bytes | None:
+        if not is_safe_id(upload_id):
             return None
-        body = encode(record)
+        stored = await run_read(self.records.read, upload_id)
+        if stored is None:
+            return None
+        try:
+            body = encode(json.loads(stored))
+        except ValueError:  # a torn file: no such record
+            return None
         await self.cache.fill(upload_id, body)
         return body

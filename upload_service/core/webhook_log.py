@@ -7,10 +7,12 @@ workers and read by the status API. Two kinds of line:
     {"kind": "attempt", "event_id", "type", "attempt", "status", "duration_ms",
      "error", "at", "outcome", "retry_in"}
 
-The event line keeps the body so that `POST .../events/{id}/resend` can send the
-very same event again. Lines are appended with one `write(2)` on an `O_APPEND`
-descriptor and fsynced: concurrent workers never interleave a line, and an
-attempt that was logged survives a crash. A torn last line (power loss mid-write)
+This is the file form of the state's DeliveryLog (`upload_service.core.state`);
+PostgreSQL keeps the same lines as rows. The event line keeps the body so
+that `POST .../events/{id}/resend` can send the very same event again. Lines
+are appended with one `write(2)` on an `O_APPEND` descriptor and fsynced:
+concurrent workers never interleave a line, and an attempt that was logged
+survives a crash. A torn last line (power loss mid-write)
 is skipped on read.
 """
 
@@ -22,10 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from upload_service.core.ids import UnsafeId, safe_child
-
-Event = dict[str, Any]
-Attempt = dict[str, Any]
-
+from upload_service.core.state.base import Attempt, Event, assemble_history
 
 # What an attempt ended in: the receiver took it, a retry is scheduled,
 # the receiver answered 410 (stop), or the retry schedule ran out.
@@ -89,24 +88,10 @@ class WebhookLog:
 
     def history(self, upload_id: str) -> list[dict[str, Any]]:
         """Events in the order they were first attempted, each with its attempts."""
-        events: dict[str, dict[str, Any]] = {}
-        orphans: list[Attempt] = []
-        for line in self._lines(upload_id):
-            kind = line.pop("kind", None)
-            if kind == "event":
-                event = line["event"]
-                events.setdefault(event["id"], {**event, "attempts": []})
-            elif kind == "attempt":
-                entry = events.get(line["event_id"])
-                (entry["attempts"] if entry else orphans).append(line)
-        for attempt in orphans:  # an attempt whose event line was lost: still show it
-            entry = events.setdefault(
-                attempt["event_id"],
-                {"id": attempt["event_id"], "type": attempt.get("type"), "attempts": []},
-            )
-            entry["attempts"].append(attempt)
-        for entry in events.values():
-            last = entry["attempts"][-1] if entry["attempts"] else None
-            entry["delivered"] = any(a.get("outcome") == "delivered" for a in entry["attempts"])
-            entry["last_outcome"] = last.get("outcome") if last else None
-        return list(events.values())
+        return assemble_history(self._lines(upload_id))
+
+    def delete(self, upload_id: str) -> None:
+        try:
+            self.path(upload_id).unlink(missing_ok=True)
+        except KeyError:
+            return

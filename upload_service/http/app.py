@@ -100,6 +100,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     routes = [
         # The status API is polled far more than anything else: matched first.
         Route("/v1/uploads", status_api.many, methods=["GET"]),
+        # An empty id: 404, not a redirect to the listing above.
+        Route("/v1/uploads/", status_api.no_id, methods=["GET"]),
         Route("/v1/uploads/{upload_id}", status_api.one, methods=["GET"]),
         Route("/files/", draft.or_else(tus.create), methods=["POST"]),
         Route("/files/", draft.or_else(tus.options), methods=["OPTIONS"]),

@@ -68,25 +68,64 @@ def status_paths() -> dict[str, Schema]:
         },
         "/v1/uploads": {
             "get": {
-                "summary": "Several uploads' status at once",
+                "summary": "Several uploads' status: the ids given, or a listing page",
+                "description": (
+                    "With `ids`: those uploads (API key, or an upload token for its own). "
+                    "Without: every upload, or one owner's, oldest first, a page at a time "
+                    "(API key only); pass `next_cursor` back as `cursor` for the next page."
+                ),
                 "operationId": "getStatuses",
                 "security": BACKEND_OR_OWNER,
                 "parameters": [
                     {
                         "name": "ids",
                         "in": "query",
-                        "required": True,
                         "description": "up to 100 ids, comma-separated; unknown ids are left out",
                         "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "owner",
+                        "in": "query",
+                        "description": "listing: only this user's uploads (the token `sub`)",
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "state",
+                        "in": "query",
+                        "description": "listing: only uploads in these states, comma-separated",
+                        "schema": {"type": "string", "examples": ["ready,failed"]},
+                    },
+                    {
+                        "name": "created_after",
+                        "in": "query",
+                        "description": "listing: only uploads created after this ISO 8601 time",
+                        "schema": {"type": "string", "format": "date-time"},
+                    },
+                    {
+                        "name": "cursor",
+                        "in": "query",
+                        "description": "listing: the previous page's `next_cursor`, as given",
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "description": "listing: uploads per page",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100},
                     },
                     IF_NONE_MATCH,
                 ],
                 "responses": {
                     "200": _json(
-                        ref("StatusBatch"), "the known uploads, in the order asked", headers=ETAG
+                        ref("StatusBatch"),
+                        "the known uploads, in the order asked; a listing's oldest first",
+                        headers=ETAG,
                     ),
                     "304": {"description": "unchanged since the ETag sent", "headers": ETAG},
-                    "400": _error("no ids, more than 100, or a malformed one"),
+                    "400": _error(
+                        "more than 100 ids or a malformed one; a listing filter that is "
+                        "not understood (state, created_after, limit, a foreign cursor)"
+                    ),
                     "401": UNAUTHORIZED,
                 },
             }

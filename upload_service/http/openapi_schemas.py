@@ -155,7 +155,13 @@ def schemas() -> dict[str, Schema]:
         "StatusBatch": {
             "type": "object",
             "required": ["uploads"],
-            "properties": {"uploads": {"type": "array", "items": ref("Status")}},
+            "properties": {
+                "uploads": {"type": "array", "items": ref("Status")},
+                "next_cursor": {
+                    "type": ["string", "null"],
+                    "description": "a listing's: the next page's cursor, null on the last",
+                },
+            },
         },
         "ErrorDetail": {
             "type": "object",

@@ -16,6 +16,7 @@ from upload_service.core.jobs import DramatiqJobQueue, JobQueue
 from upload_service.core.locks import Locker, LockKeys, RedisLocker
 from upload_service.core.redis_commands import RedisCommands
 from upload_service.core.settings import Settings
+from upload_service.core.state import State, make_state
 from upload_service.core.status import StatusCache, StatusReader, StatusReads, StatusStore
 from upload_service.core.store import UploadStore
 from upload_service.core.store.factory import make_store
@@ -37,6 +38,7 @@ class Services:
     settings: Settings
     store: UploadStore
     locker: Locker
+    state: State  # the durable truth behind the status cache (STATE_URL)
     status: StatusStore
     reader: StatusReads
     jobs: JobQueue
@@ -52,6 +54,7 @@ class Services:
         # so that a bad setting stops the server before any client is made.
         store = overrides.pop("store", None) or make_store(settings)
         media = overrides.pop("media", None) or make_media_source(settings)
+        state = overrides.pop("state", None) or make_state(settings)
         # Two Redis clients, each process of `serve` its own pair. The event loop
         # needs an async one; Dramatiq's RedisBroker is synchronous (its enqueues
         # run in threads, as do StatusStore's calls), and a sync client in the
@@ -68,15 +71,16 @@ class Services:
             wire = RedisWire(settings.redis_url)
             redis = WireCommands(wire)
             near_cache = NearCache(wire)
-            reader = NearCachedReader(StatusReader(settings.status_dir, redis), near_cache)
+            reader = NearCachedReader(StatusReader(state.status, redis), near_cache)
         else:
             redis = RedisCommands(stock_async_client(settings.redis_url))
-            reader = StatusReader(settings.status_dir, redis)
+            reader = StatusReader(state.status, redis)
         parts: dict[str, Any] = {
             "settings": settings,
             "store": store,
             "locker": RedisLocker(redis, ttl=settings.lock_ttl),
-            "status": StatusStore(settings.status_dir, sync_redis),
+            "state": state,
+            "status": StatusStore(state.status, sync_redis),
             "reader": reader,
             "jobs": jobs,
             "redis": redis,
@@ -97,6 +101,7 @@ class Services:
             await self.near_cache.stop()
         await self.redis.aclose()
         self.sync_redis.close()
+        self.state.close()
 
 
 def stock_async_client(url: str) -> AsyncRedis:

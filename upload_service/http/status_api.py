@@ -12,13 +12,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from upload_service.core.diskspace import free_bytes
-from upload_service.core.errors import BadRequest, NotFound
+from upload_service.core.errors import BadRequest, NotFound, Unauthorized
 from upload_service.core.ids import is_safe_id
 from upload_service.core.metrics import exposition
 from upload_service.core.playback import PlaybackURLs
-from upload_service.core.status import etag_of
-from upload_service.core.threads import run_blocking
-from upload_service.core.tokens import api_key_or_owner, bearer
+from upload_service.core.status import encode, etag_of
+from upload_service.core.threads import run_blocking, run_read
+from upload_service.core.tokens import api_key_or_owner, bearer, is_api_key, wrong_api_key
+from upload_service.http.listing import LISTING_PARAMS, list_query, page_body
 
 if TYPE_CHECKING:
     from upload_service.http.services import Services
@@ -56,11 +57,18 @@ class StatusAPI:
             raise NotFound(f"upload {upload_id} not found")
         return self._cached(request, self.playback.body(body))
 
+    async def no_id(self, request: Request) -> Response:
+        raise NotFound("no such upload")
+
     async def many(self, request: Request) -> Response:
+        if "ids" not in request.query_params:
+            return await self.listing(request)
         caller = self._caller(request)
         ids = [i for i in request.query_params.get("ids", "").split(",") if i]
         if not ids:
             raise BadRequest("ids=<id>,<id>,... is required")
+        if any(name in request.query_params for name in LISTING_PARAMS):
+            raise BadRequest("ids= fetches given uploads; the listing's filters go without it")
         if len(ids) > MAX_BATCH:
             raise BadRequest(f"at most {MAX_BATCH} ids at once")
         if not all(is_safe_id(i) for i in ids):
@@ -70,6 +78,19 @@ class StatusAPI:
             bodies = [b for b in bodies if json.loads(b)["owner"] == caller]
         signed = [self.playback.body(b) for b in bodies]
         return self._cached(request, b'{"uploads":[' + b",".join(signed) + b"]}")
+
+    async def listing(self, request: Request) -> Response:
+        """Every upload, or an owner's, from the state: the backend's (API key) only."""
+        settings = self.services.settings
+        token = bearer(request.headers.get("authorization"))
+        if token is None:
+            raise Unauthorized("send Authorization: Bearer <API key>")
+        if not is_api_key(token, settings.api_key):
+            raise wrong_api_key(settings.api_key)
+        query = list_query(request.query_params)
+        page = await run_read(self.services.state.status.page, query)
+        signed = [self.playback.body(encode(record)) for record in page.records]
+        return self._cached(request, page_body(page, signed))
 
 
 def none_match(header: str | None, etag: str) -> bool:

@@ -17,7 +17,6 @@ from upload_service.core.errors import NotFound, ServiceError, Unauthorized
 from upload_service.core.ids import is_safe_id
 from upload_service.core.threads import run_blocking
 from upload_service.core.tokens import bearer, is_api_key, wrong_api_key
-from upload_service.core.webhook_log import WebhookLog
 
 if TYPE_CHECKING:
     from upload_service.http.services import Services
@@ -32,7 +31,7 @@ class WebhooksDisabled(ServiceError):
 class WebhooksAPI:
     def __init__(self, services: Services) -> None:
         self.services = services
-        self.log = WebhookLog(services.settings.data_dir / "webhooks")
+        self.log = services.state.webhooks
 
     def _require_api_key(self, request: Request) -> None:
         token = bearer(request.headers.get("authorization"))
