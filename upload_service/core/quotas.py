@@ -2,13 +2,15 @@
 
 A user is a token's `sub`. Two limits, each answered `429` with `Retry-After`:
 
-- **unfinished uploads** (UPLOAD_MAX_UNFINISHED): counted by the state layer
-  through `UnfinishedUploads`, the seam a different state store (a database)
-  implements its own way. Today's is a Redis set per user, kept by the server's
-  hooks (created: add; finished, terminated, discarded: remove) and the sweep
-  (expired, retired: remove). A set can only drift upwards (a process that died
-  between two steps), so a user found at the limit has the set checked against
-  the status records first, and entries no longer `uploading` are dropped.
+- **unfinished uploads** (UPLOAD_MAX_UNFINISHED): counted through
+  `UnfinishedUploads`. With PostgreSQL state the database counts them itself
+  (`StateUnfinishedUploads`: an indexed query, the truth, shared by every
+  machine). With local files, where a count would read every record, a Redis
+  set per user keeps it, maintained by the server's hooks (created: add;
+  finished, terminated, discarded: remove) and the sweep (expired, retired:
+  remove). A set can only drift upwards (a process that died between two steps),
+  so a user found at the limit has the set checked against the status records
+  first, and entries no longer `uploading` are dropped.
 - **creation rate** (UPLOAD_CREATION_RATE per UPLOAD_CREATION_WINDOW seconds): a
   sliding window, one sorted set per user in Redis scored by time, checked and
   added to in one script so that concurrent creations cannot overshoot.
@@ -29,6 +31,7 @@ from typing import Protocol
 from redis import Redis
 
 from upload_service.core.errors import CreationRateLimited, TooManyUploads
+from upload_service.core.state import State
 from upload_service.core.threads import run_blocking
 
 UNFINISHED_PREFIX = "upload-quota:unfinished:"
@@ -108,6 +111,25 @@ class RedisCreationRate:
         return wait_ms / 1000
 
 
+class StateUnfinishedUploads:
+    """The state's own count (PostgreSQL): nothing to keep, nothing to drift."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    def count(self, owner: str) -> int:
+        return self.state.count_unfinished(owner)
+
+    def add(self, owner: str, upload_id: str) -> None:
+        pass  # the upload's own record counts it
+
+    def remove(self, owner: str, upload_id: str) -> None:
+        pass
+
+    def repair(self, owner: str, still_unfinished: Callable[[str], bool]) -> int:
+        return self.count(owner)
+
+
 @dataclass(frozen=True)
 class QuotaLimits:
     max_unfinished: int  # 0: no limit
@@ -132,14 +154,19 @@ class Quotas:
 
     @classmethod
     def on_redis(
-        cls, redis: Redis, limits: QuotaLimits, still_unfinished: Callable[[str], bool]
+        cls,
+        redis: Redis,
+        limits: QuotaLimits,
+        still_unfinished: Callable[[str], bool],
+        unfinished: UnfinishedUploads | None = None,
     ) -> Quotas:
+        """The rate always in Redis; the unfinished count there unless `unfinished`."""
         rate = (
             RedisCreationRate(redis, limits.creation_rate, limits.creation_window)
             if limits.creation_rate
             else None
         )
-        return cls(limits, RedisUnfinishedUploads(redis), rate, still_unfinished)
+        return cls(limits, unfinished or RedisUnfinishedUploads(redis), rate, still_unfinished)
 
     def admit_now(self, owner: str) -> None:
         """Raise 429 when `owner` may not create an upload now; else count the creation."""

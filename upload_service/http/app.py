@@ -22,8 +22,9 @@ from upload_service.core.errors import InsufficientStorage, ServiceError, Unavai
 from upload_service.core.lifecycle import ServiceHooks
 from upload_service.core.logs import log_event, request_id
 from upload_service.core.media_signing import media_signer
-from upload_service.core.quotas import QuotaLimits, Quotas
+from upload_service.core.quotas import QuotaLimits, Quotas, StateUnfinishedUploads
 from upload_service.core.settings import Settings
+from upload_service.core.state.factory import is_postgres
 from upload_service.core.tokens import TokenClaims, bearer, decode_token
 from upload_service.http import openapi, page, webhooks_api
 from upload_service.http import status_api as api
@@ -190,7 +191,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
 
 
 def make_quotas(settings: Settings, services: Services) -> Quotas | None:
-    """Per-user creation limits, counted in Redis next to today's status records."""
+    """Per-user creation limits: the rate in Redis; unfinished uploads counted by a
+    PostgreSQL state itself, or in Redis beside local files (core/quotas.py)."""
     limits = QuotaLimits(settings.max_unfinished, settings.creation_rate, settings.creation_window)
     if not limits.max_unfinished and not limits.creation_rate:
         return None
@@ -200,7 +202,8 @@ def make_quotas(settings: Settings, services: Services) -> Quotas | None:
         record = status.get(upload_id)
         return record is not None and record["state"] == "uploading"
 
-    return Quotas.on_redis(services.sync_redis, limits, still_unfinished)
+    unfinished = StateUnfinishedUploads(services.state) if is_postgres(settings) else None
+    return Quotas.on_redis(services.sync_redis, limits, still_unfinished, unfinished)
 
 
 async def service_error(request: Request, exc: Exception) -> Response:
