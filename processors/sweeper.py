@@ -35,6 +35,7 @@ from upload_service.core.events import emit
 from upload_service.core.jobs import DramatiqJobQueue, JobQueue
 from upload_service.core.locks import RedisLocker
 from upload_service.core.logs import log_event
+from upload_service.core.presence import Presence
 from upload_service.core.redis_commands import RedisCommands
 from upload_service.core.settings import Settings
 from upload_service.core.status import Record, StatusStore
@@ -104,16 +105,14 @@ def sweep_expired_uploads(
         # The upload locks the server's PATCHes hold, with the stock client: the
         # fast path is the server's.
         redis = AsyncRedis.from_url(settings.redis_url)
+        presence = Presence(settings.redis_url)
+        locker = RedisLocker(RedisCommands(redis), ttl=settings.lock_ttl, presence=presence)
         try:
             return await sweep_store(
-                store,
-                status,
-                jobs,
-                RedisLocker(RedisCommands(redis), ttl=settings.lock_ttl),
-                settings.expiry,
-                time.time() if now is None else now,
+                store, status, jobs, locker, settings.expiry, time.time() if now is None else now
             )
         finally:
+            await presence.aclose()
             await redis.aclose()
 
     try:
