@@ -168,7 +168,7 @@ def test_a_sigkilled_workers_job_comes_back_through_the_scheduled_maintenance_pa
     took about twenty minutes): only the workers' scheduled pass can bring it back."""
     clip = make_video(tmp_path / "clip.mp4", seconds=12, size="1280x720")
     env = {"WORKER_HEARTBEAT_TIMEOUT": "3", "WORKER_MAINTENANCE_INTERVAL": "1"}
-    server = LiveServer(crash_settings).start()
+    server = LiveServer(crash_settings, extra_env={"UPLOAD_SERVER_WORKERS": "1"}).start()
     try:
         first = WorkerProcess(crash_settings, env, name="worker-a").start()
         workers.append(first)

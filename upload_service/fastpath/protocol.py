@@ -39,7 +39,7 @@ import ctypes
 from typing import Any
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from upload_service.core import metrics
 from upload_service.fastpath.splice import (
@@ -49,6 +49,7 @@ from upload_service.fastpath.splice import (
     move_body,
     splice_supported,
 )
+from upload_service.http.lingering_close import LingeringHttpToolsProtocol
 
 # What of uvicorn's internals this module relies on, by the class that has it
 # (instance attributes included). tests/test_uvicorn_pin.py checks them on the
@@ -132,8 +133,9 @@ class _Pieces:
         return b"".join(self.pieces)
 
 
-class UploadHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, with the body buffer and the splice hand-off above."""
+class UploadHttpToolsProtocol(LingeringHttpToolsProtocol):
+    """uvicorn's httptools protocol, with the body buffer and the splice hand-off above
+    (and the stock path's lingering close of a connection with an unread body)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
