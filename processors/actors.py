@@ -97,7 +97,11 @@ def withdraw_upload(upload_id: str) -> None:
 # Scratch dirs older than twice any job's limit are leftovers of killed jobs never redone.
 STALE_WORK_DIR_AGE = 2 * BACKSTOP_TIME_LIMIT_MS / 1000
 broker.add_middleware(WorkerBoot(settings, context, STALE_WORK_DIR_AGE, ACTOR_QUEUES))
-broker.add_middleware(sweep_schedule.SweepScheduler(settings.sweep_interval))
+broker.add_middleware(
+    sweep_schedule.SweepScheduler(
+        settings.sweep_interval, settings.pipeline_resend_interval, settings=settings
+    )
+)
 # A killed worker's messages back within a heartbeat timeout and an interval.
 broker.add_middleware(DeadWorkerRequeue(settings.worker_maintenance_interval))
 # Declared by their modules on import; named here so no linter calls the import unused.

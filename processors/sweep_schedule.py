@@ -44,6 +44,7 @@ ACTOR_NAME = "sweep_expired"
 # Redis keys (under these prefixes) of the two rate limiters.
 OFFERED_KEY = "upload-sweeper:offered"
 RUNNING_KEY = "upload-sweeper:running"
+RESEND_KEY = "upload-sweeper:resend"
 # How often each worker process offers a sweep: the most a lost offer delays one.
 OFFER_EVERY = 60.0
 
@@ -103,6 +104,22 @@ def run_sweep(settings: Settings, broker: dramatiq.Broker) -> list[str] | None:
         return sweep_expired_uploads(settings)
 
 
+def resend_if_due(settings: Settings, broker: dramatiq.Broker, every: float) -> list[str] | None:
+    """Re-send lost processing jobs, once per `every` seconds across all workers.
+
+    Apart from the (hourly) sweep: a hand-off the server could not make, or a job
+    lost with Redis, should wait minutes, not an hour. None when not this one's turn.
+    """
+    redis_broker = _redis_broker(broker)
+    once_per_interval = BucketRateLimiter(
+        RedisBackend(client=redis_broker.client), RESEND_KEY, limit=1, bucket=_interval_ms(every)
+    )
+    with once_per_interval.acquire(raise_on_failure=False) as first:
+        if not first:
+            return None
+        return resend_stuck_uploads(settings, DramatiqJobQueue(broker))
+
+
 @dramatiq.actor(actor_name=ACTOR_NAME, queue_name=MAINTENANCE_QUEUE, max_retries=0)
 def sweep_expired(*former_chain_args: Any) -> None:
     """One sweep. `former_chain_args`: (interval, chain) of messages the earlier
@@ -115,9 +132,16 @@ def sweep_expired(*former_chain_args: Any) -> None:
 class SweepScheduler(Middleware):
     """In each worker process, a daemon thread that offers a sweep every OFFER_EVERY s."""
 
-    def __init__(self, interval: float, offer_every: float = OFFER_EVERY) -> None:
+    def __init__(
+        self,
+        interval: float,
+        offer_every: float = OFFER_EVERY,
+        settings: Settings | None = None,
+    ) -> None:
+        """`settings`: also re-send lost processing jobs every `offer_every` seconds."""
         self.interval = interval
         self.offer_every = min(offer_every, interval)
+        self.settings = settings
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -141,5 +165,10 @@ class SweepScheduler(Middleware):
                     log_event(log, "sweeper.scheduled", interval=self.interval)
             except Exception:  # Redis away: the next offer tries again
                 log.exception("sweeper.offer_failed")
+            if self.settings is not None:
+                try:
+                    resend_if_due(self.settings, broker, self.offer_every)
+                except Exception:
+                    log.exception("sweeper.resend_failed")
             if self._stop.wait(self.offer_every):
                 return

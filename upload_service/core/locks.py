@@ -207,7 +207,14 @@ class _Hold:
         self.extending: asyncio.Task[None] | None = None
 
     async def confirm(self) -> None:
-        if not await self._renew():
+        try:
+            kept = await self._renew()
+        except RedisError as exc:
+            # Redis is away: no contender can take the lock over either, and the
+            # bytes are stored; what follows (the status file first) must go on.
+            log_event(log, "lock.unconfirmed", logging.WARNING, key=self.key, error=str(exc))
+            return
+        if not kept:
             log_event(log, "lock.lost", logging.ERROR, key=self.key)
             raise locked("this upload's lock passed to another request; HEAD, then resume")
 

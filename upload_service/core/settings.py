@@ -122,8 +122,10 @@ class Settings:
     expiry: int = 7 * 24 * 3600
     # Seconds between two runs of the periodic `sweep_expired` worker task.
     sweep_interval: int = 3600
-    # A status left `uploaded` this long (its job lost) gets `process_upload` re-sent by the sweep.
-    pipeline_resend_after: int = 600
+    # A status left `uploaded` this long (its job lost) gets `process_upload` re-sent;
+    # the workers look for such uploads every pipeline_resend_interval seconds.
+    pipeline_resend_after: int = 120
+    pipeline_resend_interval: float = 60.0
     webhook_url: str | None = None
     webhook_secret: str | None = None
     webhook_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
@@ -260,6 +262,9 @@ class Settings:
             expiry=_int(env, "UPLOAD_EXPIRY", cls.expiry),
             sweep_interval=_int(env, "UPLOAD_SWEEP_INTERVAL", cls.sweep_interval),
             pipeline_resend_after=_int(env, "PIPELINE_RESEND_AFTER", cls.pipeline_resend_after),
+            pipeline_resend_interval=_float(
+                env, "PIPELINE_RESEND_INTERVAL", cls.pipeline_resend_interval
+            ),
             webhook_url=env.get("WEBHOOK_URL") or None,
             webhook_secret=env.get("WEBHOOK_SECRET") or None,
             webhook_schedule=_floats(env, "WEBHOOK_RETRY_SCHEDULE", cls.webhook_schedule),

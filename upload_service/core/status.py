@@ -75,6 +75,14 @@ def encode(record: Record) -> bytes:
     return json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
 
 
+UPLOADING = b'"state":"uploading"'  # as `encode` writes it
+
+
+def says_uploading(body: bytes) -> bool:
+    """An `uploading` body: one that the file may have overtaken (see StatusReader)."""
+    return UPLOADING in body
+
+
 def etag_of(body: bytes) -> str:
     return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
 
@@ -187,7 +195,13 @@ class StatusReads(Protocol):
 
 
 class StatusReader:
-    """The API's read path: one round trip to the cache, the file on a miss."""
+    """The API's read path: one round trip to the cache, the file on a miss.
+
+    A cached `uploading` is checked against the file: the last byte's status is
+    written to the file first, and if Redis was away then, the cache may still
+    say `uploading` when it is back (core.handoff). Unfinished uploads are the
+    only ones read twice; the file's body then replaces the cache's.
+    """
 
     def __init__(self, directory: Path, cache: StatusCache) -> None:
         self.directory = Path(directory)
@@ -195,7 +209,9 @@ class StatusReader:
 
     async def get_raw(self, upload_id: str) -> bytes | None:
         body = await self.cache.get(upload_id)
-        return body if body else await self._from_disk(upload_id)
+        if not body:
+            return await self._from_disk(upload_id)
+        return await self._checked(upload_id, body)
 
     async def get_many_raw(self, ids: list[str]) -> list[bytes]:
         if not ids:
@@ -203,17 +219,30 @@ class StatusReader:
         bodies = await self.cache.get_many(ids)
         found: list[bytes] = []
         for upload_id, cached in zip(ids, bodies, strict=True):
-            body = cached or await self._from_disk(upload_id)
+            body = await self._checked(upload_id, cached) if cached else None
+            body = body or await self._from_disk(upload_id)
             if body:
                 found.append(body)
         return found
 
-    async def _from_disk(self, upload_id: str) -> bytes | None:
+    async def _checked(self, upload_id: str, cached: bytes) -> bytes:
+        if not says_uploading(cached):
+            return cached
+        on_disk = await self._read(upload_id)
+        if on_disk is None or says_uploading(on_disk):
+            return cached  # offsets move on without a cache refresh each time
+        await self.cache.publish(upload_id, on_disk)
+        return on_disk
+
+    async def _read(self, upload_id: str) -> bytes | None:
         try:
             path = safe_child(self.directory, upload_id, ".json")
-            record = json.loads(await run_read(path.read_bytes))
+            return encode(json.loads(await run_read(path.read_bytes)))
         except (OSError, ValueError):  # UnsafeId is a ValueError: no such record
             return None
-        body = encode(record)
-        await self.cache.fill(upload_id, body)
+
+    async def _from_disk(self, upload_id: str) -> bytes | None:
+        body = await self._read(upload_id)
+        if body is not None:
+            await self.cache.fill(upload_id, body)
         return body
