@@ -97,6 +97,7 @@ def withdraw_upload(upload_id: str) -> None:
 # Scratch dirs older than twice any job's limit are leftovers of killed jobs never redone.
 STALE_WORK_DIR_AGE = 2 * BACKSTOP_TIME_LIMIT_MS / 1000
 broker.add_middleware(WorkerBoot(settings, context, STALE_WORK_DIR_AGE, ACTOR_QUEUES))
+sweep_schedule.use_redis(redis)  # its rate limiters live in Redis, whatever the broker
 broker.add_middleware(
     sweep_schedule.SweepScheduler(
         settings.sweep_interval, settings.pipeline_resend_interval, settings=settings

@@ -31,6 +31,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Middleware
 from dramatiq.rate_limits import BucketRateLimiter, ConcurrentRateLimiter
 from dramatiq.rate_limits.backends import RedisBackend
+from redis import Redis
 
 from upload_service.core.jobs import MAINTENANCE_QUEUE, DramatiqJobQueue
 from upload_service.core.logs import log_event
@@ -49,10 +50,22 @@ RESEND_KEY = "upload-sweeper:resend"
 OFFER_EVERY = 60.0
 
 
-def _redis_broker(broker: dramatiq.Broker) -> RedisBroker:
-    if not isinstance(broker, RedisBroker):
-        raise TypeError("the sweep is scheduled through Redis: it needs a RedisBroker")
-    return broker
+# The Redis client of the rate limiters when the broker is not Redis (RabbitMQ):
+# the process's own, set by processors.actors.
+_limiter_client: Redis | None = None
+
+
+def use_redis(client: Redis) -> None:
+    global _limiter_client
+    _limiter_client = client
+
+
+def _limiter_redis(broker: dramatiq.Broker) -> Redis:
+    if isinstance(broker, RedisBroker):
+        return broker.client
+    if _limiter_client is None:
+        raise TypeError("the sweep is scheduled through Redis: give it a client (use_redis)")
+    return _limiter_client
 
 
 def _interval_ms(interval: float) -> int:
@@ -61,9 +74,8 @@ def _interval_ms(interval: float) -> int:
 
 def offer_sweep(broker: dramatiq.Broker, interval: float) -> bool:
     """Enqueue a sweep unless one was enqueued this interval; True when this call did."""
-    redis_broker = _redis_broker(broker)
     once_per_interval = BucketRateLimiter(
-        RedisBackend(client=redis_broker.client),
+        RedisBackend(client=_limiter_redis(broker)),
         OFFERED_KEY,
         limit=1,
         bucket=_interval_ms(interval),
@@ -73,7 +85,7 @@ def offer_sweep(broker: dramatiq.Broker, interval: float) -> bool:
             message: dramatiq.Message[Any] = dramatiq.Message(
                 queue_name=MAINTENANCE_QUEUE, actor_name=ACTOR_NAME, args=(), kwargs={}, options={}
             )
-            redis_broker.enqueue(message)
+            broker.enqueue(message)
     return bool(first)
 
 
@@ -81,7 +93,7 @@ def sweep_lock(broker: dramatiq.Broker, interval: float) -> ConcurrentRateLimite
     """The mutex every sweep holds. It has no renewal, so it lapses after one
     interval (far longer than a sweep takes): a killed sweep blocks one at most."""
     return ConcurrentRateLimiter(
-        RedisBackend(client=_redis_broker(broker).client),
+        RedisBackend(client=_limiter_redis(broker)),
         RUNNING_KEY,
         limit=1,
         ttl=_interval_ms(interval),
@@ -110,9 +122,8 @@ def resend_if_due(settings: Settings, broker: dramatiq.Broker, every: float) -> 
     Apart from the (hourly) sweep: a hand-off the server could not make, or a job
     lost with Redis, should wait minutes, not an hour. None when not this one's turn.
     """
-    redis_broker = _redis_broker(broker)
     once_per_interval = BucketRateLimiter(
-        RedisBackend(client=redis_broker.client), RESEND_KEY, limit=1, bucket=_interval_ms(every)
+        RedisBackend(client=_limiter_redis(broker)), RESEND_KEY, limit=1, bucket=_interval_ms(every)
     )
     with once_per_interval.acquire(raise_on_failure=False) as first:
         if not first:

@@ -189,6 +189,8 @@ class Settings:
     pipeline_stuck_after: int = 1800
     # The Dramatiq broker: None for Redis at redis_url, or amqp://... for RabbitMQ.
     broker_url: str | None = None
+    # RabbitMQ only: a prefix of the queue names, for deployments sharing a vhost.
+    broker_namespace: str = ""
     # B2: publishing goes to B2 when key id, key and bucket are all set.
     b2_key_id: str | None = None
     b2_key: str | None = None
@@ -321,6 +323,7 @@ class Settings:
             ),
             pipeline_stuck_after=_int(env, "PIPELINE_STUCK_AFTER", cls.pipeline_stuck_after),
             broker_url=_broker_url(env.get("BROKER_URL")),
+            broker_namespace=(env.get("BROKER_NAMESPACE") or "").strip(),
             b2_key_id=env.get("B2_KEY_ID") or None,
             b2_key=env.get("B2_APPLICATION_KEY") or None,
             b2_bucket=env.get("B2_BUCKET") or None,

@@ -62,7 +62,7 @@ class Services:
         sync_redis = Redis.from_url(
             settings.redis_url, retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3)
         )
-        jobs = overrides.pop("jobs", None) or DramatiqJobQueue.on_redis(sync_redis)
+        jobs = overrides.pop("jobs", None) or DramatiqJobQueue.for_settings(settings, sync_redis)
         near_cache = None
         redis: EventLoopRedis
         reader: StatusReads
