@@ -66,6 +66,7 @@ def test_a_restarted_server_resumes_a_killed_ones_upload_without_423(
 
     successor = LiveServer(settings, port=server.port, extra_env=env)
     servers.append(successor.start())
+    listening = time.monotonic()
     offset = head_offset(successor, token, upload_id)
     assert 0 < offset < size
     patch = httpx.patch(
@@ -76,6 +77,7 @@ def test_a_restarted_server_resumes_a_killed_ones_upload_without_423(
     )
     assert patch.status_code == 204, (patch.status_code, patch.text)
     assert int(patch.headers["upload-offset"]) == size
+    print(f"resumed {time.monotonic() - listening:.3f} s after the successor listened")
     assert "lock.taken_over" in Path(str(successor.log_path)).read_text()
 
 
