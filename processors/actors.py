@@ -40,6 +40,7 @@ broker = setup_broker(settings, redis)
 from . import pipeline, sweep_schedule, webhooks  # noqa: E402
 from .failures import MediaError  # noqa: E402
 from .publish import make_publisher  # noqa: E402
+from .redelivery import DeadWorkerRequeue  # noqa: E402
 from .withdraw import withdraw  # noqa: E402
 
 # The actor's own limit is only a backstop; the real one scales with the media
@@ -98,6 +99,13 @@ def withdraw_upload(upload_id: str) -> None:
 # Scratch dirs older than twice any job's limit are leftovers of killed jobs never redone.
 STALE_WORK_DIR_AGE = 2 * BACKSTOP_TIME_LIMIT_MS / 1000
 broker.add_middleware(WorkerBoot(settings, context, STALE_WORK_DIR_AGE, ACTOR_QUEUES))
-broker.add_middleware(sweep_schedule.SweepScheduler(settings.sweep_interval))
+sweep_schedule.use_redis(redis)  # its rate limiters live in Redis, whatever the broker
+broker.add_middleware(
+    sweep_schedule.SweepScheduler(
+        settings.sweep_interval, settings.pipeline_resend_interval, settings=settings
+    )
+)
+# A killed worker's messages back within a heartbeat timeout and an interval.
+broker.add_middleware(DeadWorkerRequeue(settings.worker_maintenance_interval))
 # Declared by their modules on import; named here so no linter calls the import unused.
 DECLARED_ELSEWHERE = (webhooks.deliver_webhook, sweep_schedule.sweep_expired)

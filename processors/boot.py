@@ -5,7 +5,8 @@ and the broker, and declares the actors: what Dramatiq needs before it can
 start a worker. Whatever touches the disk, B2 or the logging set-up waits for
 the process to boot:
 
-    after_process_boot   (the actors are declared)  our formatter on Dramatiq's log handlers
+    after_process_boot   (the actors are declared)  die with the supervisor; our formatter
+                                                    on Dramatiq's log handlers
     before_worker_boot   (no message taken yet)     build the actors' shared parts (the store,
                                                     the publisher), remove stale work dirs
 
@@ -23,6 +24,7 @@ from dramatiq.middleware import Middleware, MiddlewareError
 
 from upload_service.core import logs
 from upload_service.core.logs import log_event
+from upload_service.core.orphans import die_with_parent
 from upload_service.core.settings import Settings
 
 from .workdir import sweep_stale
@@ -50,6 +52,9 @@ class WorkerBoot(Middleware):
         self.expected_actors = tuple(expected_actors)
 
     def after_process_boot(self, broker: dramatiq.Broker) -> None:
+        # A worker process stops when the `worker` supervisor dies (SIGKILLed, say):
+        # else it would take jobs with nobody to stop or restart it.
+        die_with_parent()
         # The Dramatiq CLI installs plain stream handlers (they route worker output
         # to the main process); give them our formatter so event fields are not
         # lost. Subclasses (pytest's capture handlers, for one) are left alone.

@@ -16,6 +16,8 @@ from redis import Redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from upload_service.core.jobs import uses_rabbitmq
+from upload_service.core.rabbitmq import rabbitmq_broker
 from upload_service.core.settings import Settings
 
 # Five retries, 0.2 s doubling to 2 s (about five seconds in all): a Redis restart
@@ -34,21 +36,27 @@ def redis_client(settings: Settings) -> Redis:
     )
 
 
-def make_broker(settings: Settings, client: Redis) -> RedisBroker:
-    """A Redis broker on `client`, not yet the global one (tests make several)."""
-    # A worker that stops heartbeating (SIGKILL, a lost machine) has its unacked
-    # messages requeued by the next maintenance pass of any live worker.
-    broker = RedisBroker(
-        client=client,
-        heartbeat_timeout=int(settings.worker_heartbeat_timeout * 1000),
-        maintenance_chance=settings.worker_maintenance_chance,
-    )
+def make_broker(settings: Settings, client: Redis) -> dramatiq.Broker:
+    """The broker (Redis on `client`, or RabbitMQ when BROKER_URL names it), not yet
+    the global one (tests make several)."""
+    broker: dramatiq.Broker
+    if uses_rabbitmq(settings):
+        assert settings.broker_url is not None
+        broker = rabbitmq_broker(settings.broker_url, settings.broker_namespace)
+    else:
+        # A worker that stops heartbeating (SIGKILL, a lost machine) has its unacked
+        # messages requeued by the next maintenance pass (processors.redelivery).
+        broker = RedisBroker(
+            client=client,
+            heartbeat_timeout=int(settings.worker_heartbeat_timeout * 1000),
+            maintenance_chance=settings.worker_maintenance_chance,
+        )
     # Actors that count their own retries (webhook attempts) read them off the message.
     broker.add_middleware(CurrentMessage())
     return broker
 
 
-def setup_broker(settings: Settings, client: Redis) -> RedisBroker:
+def setup_broker(settings: Settings, client: Redis) -> dramatiq.Broker:
     """Make the broker and set it as Dramatiq's global one; before any actor module is imported."""
     broker = make_broker(settings, client)
     dramatiq.set_broker(broker)

@@ -31,6 +31,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Middleware
 from dramatiq.rate_limits import BucketRateLimiter, ConcurrentRateLimiter
 from dramatiq.rate_limits.backends import RedisBackend
+from redis import Redis
 
 from upload_service.core.jobs import MAINTENANCE_QUEUE, DramatiqJobQueue
 from upload_service.core.logs import log_event
@@ -44,14 +45,27 @@ ACTOR_NAME = "sweep_expired"
 # Redis keys (under these prefixes) of the two rate limiters.
 OFFERED_KEY = "upload-sweeper:offered"
 RUNNING_KEY = "upload-sweeper:running"
+RESEND_KEY = "upload-sweeper:resend"
 # How often each worker process offers a sweep: the most a lost offer delays one.
 OFFER_EVERY = 60.0
 
 
-def _redis_broker(broker: dramatiq.Broker) -> RedisBroker:
-    if not isinstance(broker, RedisBroker):
-        raise TypeError("the sweep is scheduled through Redis: it needs a RedisBroker")
-    return broker
+# The Redis client of the rate limiters when the broker is not Redis (RabbitMQ):
+# the process's own, set by processors.actors.
+_limiter_client: Redis | None = None
+
+
+def use_redis(client: Redis) -> None:
+    global _limiter_client
+    _limiter_client = client
+
+
+def _limiter_redis(broker: dramatiq.Broker) -> Redis:
+    if isinstance(broker, RedisBroker):
+        return broker.client
+    if _limiter_client is None:
+        raise TypeError("the sweep is scheduled through Redis: give it a client (use_redis)")
+    return _limiter_client
 
 
 def _interval_ms(interval: float) -> int:
@@ -60,9 +74,8 @@ def _interval_ms(interval: float) -> int:
 
 def offer_sweep(broker: dramatiq.Broker, interval: float) -> bool:
     """Enqueue a sweep unless one was enqueued this interval; True when this call did."""
-    redis_broker = _redis_broker(broker)
     once_per_interval = BucketRateLimiter(
-        RedisBackend(client=redis_broker.client),
+        RedisBackend(client=_limiter_redis(broker)),
         OFFERED_KEY,
         limit=1,
         bucket=_interval_ms(interval),
@@ -72,7 +85,7 @@ def offer_sweep(broker: dramatiq.Broker, interval: float) -> bool:
             message: dramatiq.Message[Any] = dramatiq.Message(
                 queue_name=MAINTENANCE_QUEUE, actor_name=ACTOR_NAME, args=(), kwargs={}, options={}
             )
-            redis_broker.enqueue(message)
+            broker.enqueue(message)
     return bool(first)
 
 
@@ -80,7 +93,7 @@ def sweep_lock(broker: dramatiq.Broker, interval: float) -> ConcurrentRateLimite
     """The mutex every sweep holds. It has no renewal, so it lapses after one
     interval (far longer than a sweep takes): a killed sweep blocks one at most."""
     return ConcurrentRateLimiter(
-        RedisBackend(client=_redis_broker(broker).client),
+        RedisBackend(client=_limiter_redis(broker)),
         RUNNING_KEY,
         limit=1,
         ttl=_interval_ms(interval),
@@ -109,6 +122,21 @@ def run_sweep(settings: Settings, broker: dramatiq.Broker) -> list[str] | None:
         return swept
 
 
+def resend_if_due(settings: Settings, broker: dramatiq.Broker, every: float) -> list[str] | None:
+    """Re-send lost processing jobs, once per `every` seconds across all workers.
+
+    Apart from the (hourly) sweep: a hand-off the server could not make, or a job
+    lost with Redis, should wait minutes, not an hour. None when not this one's turn.
+    """
+    once_per_interval = BucketRateLimiter(
+        RedisBackend(client=_limiter_redis(broker)), RESEND_KEY, limit=1, bucket=_interval_ms(every)
+    )
+    with once_per_interval.acquire(raise_on_failure=False) as first:
+        if not first:
+            return None
+        return resend_stuck_uploads(settings, DramatiqJobQueue(broker))
+
+
 @dramatiq.actor(actor_name=ACTOR_NAME, queue_name=MAINTENANCE_QUEUE, max_retries=0)
 def sweep_expired(*former_chain_args: Any) -> None:
     """One sweep. `former_chain_args`: (interval, chain) of messages the earlier
@@ -121,9 +149,16 @@ def sweep_expired(*former_chain_args: Any) -> None:
 class SweepScheduler(Middleware):
     """In each worker process, a daemon thread that offers a sweep every OFFER_EVERY s."""
 
-    def __init__(self, interval: float, offer_every: float = OFFER_EVERY) -> None:
+    def __init__(
+        self,
+        interval: float,
+        offer_every: float = OFFER_EVERY,
+        settings: Settings | None = None,
+    ) -> None:
+        """`settings`: also re-send lost processing jobs every `offer_every` seconds."""
         self.interval = interval
         self.offer_every = min(offer_every, interval)
+        self.settings = settings
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -147,5 +182,10 @@ class SweepScheduler(Middleware):
                     log_event(log, "sweeper.scheduled", interval=self.interval)
             except Exception:  # Redis away: the next offer tries again
                 log.exception("sweeper.offer_failed")
+            if self.settings is not None:
+                try:
+                    resend_if_due(self.settings, broker, self.offer_every)
+                except Exception:
+                    log.exception("sweeper.resend_failed")
             if self._stop.wait(self.offer_every):
                 return

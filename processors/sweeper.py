@@ -18,8 +18,9 @@ are removed, and the id is unknown (404) from then on.
 Each run also reconciles the processing trigger (`resend_stuck_uploads`):
 the server marks an upload `uploaded`, then sends `process_upload`; a Redis
 failure between the two leaves a status that waits for a job never sent. An
-upload still `uploaded` after PIPELINE_RESEND_AFTER seconds, or finished in the
-store while its status says `uploading`, gets the message (again). Harmless if
+upload still `uploaded` after PIPELINE_RESEND_AFTER seconds, still `processing`
+with no change for PIPELINE_STUCK_AFTER seconds, or finished in the store while
+its status says `uploading`, gets the message (again). Harmless if
 the first one is merely queued: the pipeline's lock and idempotency make the
 second a no-op.
 """
@@ -42,6 +43,7 @@ from upload_service.core.events import emit
 from upload_service.core.jobs import DramatiqJobQueue, JobQueue
 from upload_service.core.locks import RedisLocker
 from upload_service.core.logs import log_event
+from upload_service.core.presence import Presence
 from upload_service.core.quotas import RedisUnfinishedUploads
 from upload_service.core.redis_commands import RedisCommands
 from upload_service.core.settings import Settings
@@ -116,16 +118,14 @@ def sweep_expired_uploads(
         # The upload locks the server's PATCHes hold, with the stock client: the
         # fast path is the server's.
         redis = AsyncRedis.from_url(settings.redis_url)
+        presence = Presence(settings.redis_url)
+        locker = RedisLocker(RedisCommands(redis), ttl=settings.lock_ttl, presence=presence)
         try:
             return await sweep_store(
-                store,
-                status,
-                jobs,
-                RedisLocker(RedisCommands(redis), ttl=settings.lock_ttl),
-                settings.expiry,
-                time.time() if now is None else now,
+                store, status, jobs, locker, settings.expiry, time.time() if now is None else now
             )
         finally:
+            await presence.aclose()
             await redis.aclose()
 
     try:
@@ -195,34 +195,48 @@ def _timestamp(iso_time: str) -> float:
     return datetime.strptime(iso_time, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
 
 
-def _needs_resend(info: UploadInfo, record: Record, resend_after: float, now: float) -> bool:
-    if record["state"] == "uploading":
+def _needs_resend(
+    info: UploadInfo, record: Record, resend_after: float, stuck_after: float, now: float
+) -> bool:
+    state = record["state"]
+    if state == "uploading":
         return True  # finished bytes, but the status never heard of it
-    if record["state"] != "uploaded" or info.concat == "partial":
+    if info.concat == "partial" or state not in ("uploaded", "processing"):
         return False
+    # `processing` unchanged for long: its worker lost the message (a Redis outage
+    # under ack/retry, a broker restart that forgot it) or died unnoticed.
+    limit = resend_after if state == "uploaded" else stuck_after
     try:
-        return _timestamp(record["updated_at"]) + resend_after < now
+        return _timestamp(record["updated_at"]) + limit < now
     except (KeyError, ValueError):
         return True  # an unreadable time: better one redundant job than none
 
 
 async def resend_store(
-    store: UploadStore, status: StatusStore, jobs: JobQueue, resend_after: float, now: float
+    store: UploadStore,
+    status: StatusStore,
+    jobs: JobQueue,
+    resend_after: float,
+    now: float,
+    stuck_after: float | None = None,
 ) -> list[str]:
     resent = []
+    stuck = resend_after if stuck_after is None else stuck_after
     async for info in stored_uploads(store):
         upload_id = info.id
         if not info.finished:
             continue
         record = await anyio.to_thread.run_sync(status.get, upload_id)
-        if record is None or not _needs_resend(info, record, resend_after, now):
+        if record is None or not _needs_resend(info, record, resend_after, stuck, now):
             continue
         # Status first, as the server does: a failed send is found again next time.
         # Rewriting it also restarts the clock, so a job that is merely queued behind
-        # a backlog is not re-sent on every sweep.
-        update = functools.partial(
-            status.update, upload_id, state="uploaded", offset=info.offset, length=info.length
-        )
+        # a backlog is not re-sent on every sweep. A `processing` one keeps its state
+        # (the pipeline takes it up from there).
+        changes: dict[str, object] = {"offset": info.offset, "length": info.length}
+        if record["state"] != "processing":
+            changes["state"] = "uploaded"
+        update = functools.partial(status.update, upload_id, **changes)
         try:
             await anyio.to_thread.run_sync(update)
         except KeyError:
@@ -253,6 +267,7 @@ def resend_stuck_uploads(
             jobs,
             settings.pipeline_resend_after,
             time.time() if now is None else now,
+            settings.pipeline_stuck_after,
         )
     finally:
         sync_redis.close()

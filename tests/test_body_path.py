@@ -26,6 +26,7 @@ from upload_service.fastpath.protocol import UploadHttpToolsProtocol
 from upload_service.fastpath.splice import BODY_TO_FILE
 from upload_service.http.body_path import body_path
 from upload_service.http.head_limits import BoundedHttpToolsProtocol, HeadLimits
+from upload_service.http.lingering_close import LingeringHttpToolsProtocol
 from upload_service.http.tus.body import RequestBody
 
 pytestmark = pytest.mark.anyio
@@ -53,9 +54,14 @@ async def test_off_serves_with_uvicorns_own_protocol_and_the_stock_body(
     path = body_path(dataclasses.replace(settings, fast_path=False))
     assert path.make_body is RequestBody
     protocol, scope = await served_by(path.http_protocol)
-    # uvicorn's own, with bounded request heads and nothing of the fast path
+    # uvicorn's own, with bounded request heads, a lingering close and nothing of
+    # the fast path
     assert type(protocol) is BoundedHttpToolsProtocol
-    assert type(protocol).__mro__[1:] == (HeadLimits, *HttpToolsProtocol.__mro__)
+    assert type(protocol).__mro__[1:] == (
+        HeadLimits,
+        LingeringHttpToolsProtocol,
+        *HttpToolsProtocol.__mro__,
+    )
     assert BODY_TO_FILE not in scope.get("extensions", {})
 
 

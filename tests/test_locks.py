@@ -2,9 +2,10 @@
 that can carry its commands: redis-py's asyncio client (the stock path) and the fast
 path's wire client.
 
-Redis alone also promises what only a shared lock can: a dead holder's lock
-expires after its TTL, a live holder's lock is renewed for as long as it holds
-it, and a holder never releases a lock that has passed to someone else.
+Redis alone also promises what only a shared lock can: a dead holder's lock is
+taken over at once (its connection is gone) and otherwise expires after its TTL,
+a live holder's lock is renewed for as long as it holds it, and a holder never
+releases a lock that has passed to someone else.
 """
 
 from __future__ import annotations
@@ -27,7 +28,14 @@ from conftest import RedisServer
 from redis.asyncio import Redis
 
 from upload_service.core.errors import Locked
-from upload_service.core.locks import Locker, LockKeys, MemoryLocker, RedisLocker
+from upload_service.core.locks import (
+    Locker,
+    LockKeys,
+    MemoryLocker,
+    RedisLocker,
+    holder_client_id,
+)
+from upload_service.core.presence import Presence
 from upload_service.core.redis_commands import RedisCommands
 from upload_service.fastpath.redis_wire import RedisWire
 from upload_service.fastpath.wire_commands import WireCommands
@@ -153,17 +161,19 @@ DYING_HOLDER = textwrap.dedent(
     import asyncio, sys
     from redis.asyncio import Redis
     from upload_service.core.locks import RedisLocker
+    from upload_service.core.presence import Presence
     from upload_service.core.redis_commands import RedisCommands
     from upload_service.fastpath.redis_wire import RedisWire
     from upload_service.fastpath.wire_commands import WireCommands
 
     async def main():
-        url, key, ttl, kind = sys.argv[1:]
+        url, key, ttl, kind, named = sys.argv[1:]
         if kind == "wire":
             keys = WireCommands(RedisWire(url))
         else:
             keys = RedisCommands(Redis.from_url(url))
-        locker = RedisLocker(keys, ttl=float(ttl), prefix="dead:")
+        presence = Presence(url) if named == "named" else None
+        locker = RedisLocker(keys, ttl=float(ttl), prefix="dead:", presence=presence)
         async with locker.lock(key):
             print("held", flush=True)
             await asyncio.Event().wait()
@@ -173,10 +183,20 @@ DYING_HOLDER = textwrap.dedent(
 )
 
 
-def kill_a_holder(redis_url: str, key: str, kind: str) -> None:
-    """A process takes the lock (TTL 1 s), then dies without releasing it."""
+def kill_a_holder(redis_url: str, key: str, kind: str, ttl: int = 1, named: bool = False) -> None:
+    """A process takes the lock, then dies without releasing it. `named`: the lock
+    names the holder's connection (as the server's do)."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", DYING_HOLDER, redis_url, key, "1", kind],
+        [
+            sys.executable,
+            "-c",
+            DYING_HOLDER,
+            redis_url,
+            key,
+            str(ttl),
+            kind,
+            "named" if named else "anonymous",
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -189,13 +209,73 @@ def kill_a_holder(redis_url: str, key: str, kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", CLIENTS)
+async def test_dead_holders_lock_is_taken_over_at_once(
+    redis_server: RedisServer, aredis: Redis, keys: LockKeys, kind: str
+) -> None:
+    key = secrets.token_hex(4)
+    await anyio.to_thread.run_sync(kill_a_holder, redis_server.url, key, kind, 60, True)
+    assert await aredis.pttl(f"dead:{key}") > 50_000  # a TTL far too long to wait out
+    presence = Presence(redis_server.url)
+    try:
+        locker = RedisLocker(keys, ttl=60, prefix="dead:", presence=presence)
+        async with locker.lock(key):
+            held = await aredis.get(f"dead:{key}")
+            assert held is not None
+            assert holder_client_id(held) == await presence.client_id()
+            # A live holder's lock is not taken: its connection is there.
+            other = RedisLocker(keys, ttl=60, prefix="dead:", presence=Presence(redis_server.url))
+            with pytest.raises(Locked) as refused:
+                async with other.lock(key):
+                    pass
+            assert refused.value.headers["Retry-After"] == "1"
+            assert other.presence is not None
+            await other.presence.aclose()
+    finally:
+        await presence.aclose()
+
+
+async def test_a_holder_whose_connection_changed_restamps_its_lock(
+    redis_server: RedisServer, aredis: Redis, keys: LockKeys
+) -> None:
+    """Its presence connection dropped (the process lives): its next renewal names the
+    new connection, so that no contender takes a live holder's lock."""
+    prefix = f"restamp-{secrets.token_hex(4)}:"
+    presence = Presence(redis_server.url, fresh_for=0)
+    try:
+        locker = RedisLocker(keys, ttl=0.6, prefix=prefix, presence=presence)
+        async with locker.lock("k") as hold:
+            before = await presence.client_id()
+            await aredis.client_kill_filter(_id=before)
+            await hold.confirm()
+            after = await presence.client_id()
+            assert after != before
+            assert holder_client_id(await aredis.get(prefix + "k") or b"") == after
+            other = RedisLocker(keys, ttl=0.6, prefix=prefix, presence=Presence(redis_server.url))
+            with pytest.raises(Locked):
+                async with other.lock("k"):
+                    pass
+    finally:
+        await presence.aclose()
+
+
+async def test_confirm_refuses_once_the_lock_passed_on(aredis: Redis, keys: LockKeys) -> None:
+    prefix = f"confirm-{secrets.token_hex(4)}:"
+    locker = RedisLocker(keys, ttl=5, prefix=prefix)
+    async with locker.lock("k") as hold:
+        await hold.confirm()
+        await aredis.set(prefix + "k", "someone-else")
+        with pytest.raises(Locked):
+            await hold.confirm()
+
+
+@pytest.mark.parametrize("kind", CLIENTS)
 async def test_dead_holders_lock_expires_after_its_ttl(
     redis_server: RedisServer, aredis: Redis, keys: LockKeys, kind: str
 ) -> None:
     key = secrets.token_hex(4)
     await anyio.to_thread.run_sync(kill_a_holder, redis_server.url, key, kind)
     locker = RedisLocker(keys, ttl=1, prefix="dead:")
-    # Dead, but its lock is still there: nobody can know it died.
+    # Dead, but its lock is still there, and names no connection: only the TTL frees it.
     ttl_ms = await aredis.pttl(f"dead:{key}")
     assert 0 < ttl_ms <= 1000
     with pytest.raises(Locked):

@@ -323,7 +323,7 @@ async def test_resends_lost_jobs_of_stale_uploaded_and_unnoticed_finished_upload
 def test_pipeline_resend_after_setting(tmp_path: Any) -> None:
     env = {"PIPELINE_RESEND_AFTER": "42"}
     assert Settings.from_env(env, dotenv=tmp_path / ".env").pipeline_resend_after == 42
-    assert Settings.from_env({}, dotenv=tmp_path / ".env").pipeline_resend_after == 600
+    assert Settings.from_env({}, dotenv=tmp_path / ".env").pipeline_resend_after == 120
 
 
 async def test_periodic_sweep_resends_through_the_broker(
@@ -347,3 +347,26 @@ async def test_periodic_sweep_resends_through_the_broker(
             key = message["options"]["redis_message_id"]
             redis_client.hdel("dramatiq:media.msgs", key)
             redis_client.lrem("dramatiq:media", 0, key)
+
+
+async def test_resends_the_job_of_an_upload_stuck_in_processing(
+    client: httpx.AsyncClient,
+    make_token: Callable[..., str],
+    settings: Settings,
+) -> None:
+    """A job lost while `processing` (its message gone with Redis, say): re-sent once its
+    status has not changed for PIPELINE_STUCK_AFTER, and left `processing`."""
+    token = make_token()
+    stuck_after = settings.pipeline_stuck_after
+    stuck = await finished_upload(client, token, b"stuck upload")
+    set_status(settings, stuck, age=stuck_after + 60, state="processing")
+    working = await finished_upload(client, token, b"working upload")
+    set_status(settings, working, age=stuck_after - 60, state="processing")
+    queue = MemoryJobQueue()
+
+    resent = await anyio.to_thread.run_sync(resend_stuck_uploads, settings, queue)
+
+    assert resent == [stuck]
+    assert queue.sent == [("process_upload", (stuck,))]
+    assert (await status_of(client, stuck))["state"] == "processing"
+    assert await anyio.to_thread.run_sync(resend_stuck_uploads, settings, queue) == []

@@ -33,6 +33,9 @@ class FakeTransport(asyncio.Transport):
     def is_closing(self) -> bool:
         return False
 
+    def can_write_eof(self) -> bool:
+        return False  # as a TLS transport: a lingering close then closes at once
+
     def close(self) -> None:
         pass
 

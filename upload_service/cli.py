@@ -130,7 +130,8 @@ def cmd_sweep(args: argparse.Namespace, settings: Settings) -> None:
     from upload_service.core.jobs import DramatiqJobQueue
 
     removed = sweep_expired_uploads(settings)
-    resent = resend_stuck_uploads(settings, DramatiqJobQueue.on_redis(redis_client(settings)))
+    jobs = DramatiqJobQueue.for_settings(settings, redis_client(settings))
+    resent = resend_stuck_uploads(settings, jobs)
     retired = retire_ended_uploads(settings)
     print(
         f"swept {len(removed)} expired upload(s); re-sent {len(resent)} lost processing job(s); "

@@ -15,6 +15,14 @@ from dramatiq.brokers.redis import RedisBroker
 if TYPE_CHECKING:
     from redis import Redis
 
+    from upload_service.core.settings import Settings
+
+
+def uses_rabbitmq(settings: Settings) -> bool:
+    """BROKER_URL names RabbitMQ (else the broker is Redis, at BROKER_URL or REDIS_URL)."""
+    return (settings.broker_url or "").startswith(("amqp://", "amqps://"))
+
+
 PIPELINE_QUEUE = "media"
 WEBHOOK_QUEUE = "webhooks"
 MAINTENANCE_QUEUE = "maintenance"
@@ -42,6 +50,16 @@ class DramatiqJobQueue:
     def on_redis(cls, client: Redis) -> DramatiqJobQueue:
         """Over the process's sync Redis client (bytes replies), with no pool of its own."""
         return cls(RedisBroker(client=client))
+
+    @classmethod
+    def for_settings(cls, settings: Settings, client: Redis) -> DramatiqJobQueue:
+        """The broker BROKER_URL names: RabbitMQ, or else Redis over `client`."""
+        if uses_rabbitmq(settings):
+            from upload_service.core.rabbitmq import rabbitmq_broker
+
+            assert settings.broker_url is not None
+            return cls(rabbitmq_broker(settings.broker_url, settings.broker_namespace))
+        return cls.on_redis(client)
 
     def send(self, actor: str, *args: Any) -> None:
         message: dramatiq.Message[Any] = dramatiq.Message(

@@ -8,6 +8,7 @@ from typing import Any
 
 from upload_service.core import metrics
 from upload_service.core.events import emit
+from upload_service.core.handoff import PendingHandoffs
 from upload_service.core.jobs import JobQueue
 from upload_service.core.logs import log_event
 from upload_service.core.quotas import Quotas
@@ -37,6 +38,7 @@ class ServiceHooks:
         self.cache = cache
         self.jobs = jobs
         self.webhooks = webhooks
+        self.handoffs = PendingHandoffs()
 
     async def created(self, info: UploadInfo) -> None:
         metrics.UPLOADS_CREATED.inc()
@@ -54,13 +56,26 @@ class ServiceHooks:
             await self._update(info.id, offset=info.offset, length=info.length)
 
     async def finished(self, info: UploadInfo) -> None:
+        """The file says `uploaded` first; the cache and the job follow, now or, if
+        Redis is away, as soon as it is back (core.handoff): the upload is complete."""
         metrics.UPLOADS_FINISHED.inc()
-        record = await self._update(
-            info.id, state="uploaded", offset=info.offset, length=info.length
+        record, body = await run_blocking(
+            functools.partial(
+                self.status.update_file,
+                info.id,
+                state="uploaded",
+                offset=info.offset,
+                length=info.length,
+            )
         )
         if self.quotas is not None:
             await self.quotas.ended(info.owner, info.id)
-        await run_blocking(self._announce_finished, info, record)
+
+        async def hand_off() -> None:
+            await self.cache.publish(info.id, body)
+            await run_blocking(self._announce_finished, info, record)
+
+        await self.handoffs.run(info.id, hand_off)
         log_event(log, "upload.completed", upload_id=info.id, length=info.length)
 
     def _announce_finished(self, info: UploadInfo, record: Record) -> None:

@@ -22,14 +22,23 @@ class RedisCommands:
         self.scripts = async_lock_scripts(client)
 
     # -- LockKeys -------------------------------------------------------------------
-    async def acquire(self, key: str, token: str, ttl_ms: int) -> bool:
-        return bool(await self.client.set(key, token, px=ttl_ms, nx=True))
+    async def acquire(self, key: str, value: str, ttl_ms: int) -> bool:
+        return bool(await self.client.set(key, value, px=ttl_ms, nx=True))
 
-    async def renew(self, key: str, token: str, ttl_ms: int) -> bool:
-        return bool(await self.scripts.renew(keys=[key], args=[token, ttl_ms]))
+    async def renew(self, key: str, value: str, ttl_ms: int) -> bool:
+        return bool(await self.scripts.renew(keys=[key], args=[value, ttl_ms]))
 
-    async def release(self, key: str, token: str) -> bool:
-        return bool(await self.scripts.release(keys=[key], args=[token]))
+    async def release(self, key: str, value: str) -> bool:
+        return bool(await self.scripts.release(keys=[key], args=[value]))
+
+    async def holder(self, key: str) -> bytes | None:
+        return cast(bytes | None, await self.client.get(key))
+
+    async def client_alive(self, client_id: int) -> bool:
+        return bool(await self.client.client_list(client_id=[client_id]))
+
+    async def take_over(self, key: str, seen: str, value: str, ttl_ms: int) -> bool:
+        return bool(await self.scripts.take_over(keys=[key], args=[seen, value, ttl_ms]))
 
     # -- StatusCache ----------------------------------------------------------------
     async def get(self, upload_id: str) -> bytes | None:

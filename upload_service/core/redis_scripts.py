@@ -46,6 +46,20 @@ return 0
 """)
 
 
+# Compare-and-set of a tus upload's lock: KEYS[1] the lock, ARGV[1] the value seen
+# (a dead holder's, or our own before a re-stamp), ARGV[2] the new value, ARGV[3]
+# the TTL in milliseconds. 1 when the lock now holds ARGV[2]: finding it there
+# already counts, so that a call sent again after a lost connection is no failure.
+TAKE_OVER = LuaScript("""
+local current = redis.call('get', KEYS[1])
+if current == ARGV[1] or current == ARGV[2] then
+  redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+""")
+
+
 @dataclass(frozen=True)
 class LockScripts:
     release: Script
@@ -56,6 +70,7 @@ class LockScripts:
 class AsyncLockScripts:
     release: AsyncScript
     renew: AsyncScript
+    take_over: AsyncScript
 
 
 _registered: weakref.WeakKeyDictionary[object, object] = weakref.WeakKeyDictionary()
@@ -79,6 +94,8 @@ def async_lock_scripts(client: AsyncRedis) -> AsyncLockScripts:
         scripts = _registered.get(client)
         if not isinstance(scripts, AsyncLockScripts):
             scripts = _registered[client] = AsyncLockScripts(
-                client.register_script(RELEASE.source), client.register_script(RENEW.source)
+                client.register_script(RELEASE.source),
+                client.register_script(RENEW.source),
+                client.register_script(TAKE_OVER.source),
             )
         return scripts

@@ -103,6 +103,15 @@ def _cpu_quota(cgroup: Path) -> float | None:
     return int(quota) / int(period)
 
 
+def _broker_url(raw: str | None) -> str | None:
+    url = (raw or "").strip()
+    if not url:
+        return None
+    if not url.startswith(("amqp://", "amqps://", "redis://", "rediss://", "unix://")):
+        raise SystemExit(f"BROKER_URL must be an amqp:// or redis:// URL, got {url!r}")
+    return url
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("./data")
@@ -113,8 +122,10 @@ class Settings:
     expiry: int = 7 * 24 * 3600
     # Seconds between two runs of the periodic `sweep_expired` worker task.
     sweep_interval: int = 3600
-    # A status left `uploaded` this long (its job lost) gets `process_upload` re-sent by the sweep.
-    pipeline_resend_after: int = 600
+    # A status left `uploaded` this long (its job lost) gets `process_upload` re-sent;
+    # the workers look for such uploads every pipeline_resend_interval seconds.
+    pipeline_resend_after: int = 120
+    pipeline_resend_interval: float = 60.0
     webhook_url: str | None = None
     webhook_secret: str | None = None
     webhook_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
@@ -187,9 +198,19 @@ class Settings:
     process_max_retries: int = 5
     process_min_backoff: float = 10.0
     # Redis broker: a worker silent this long is dead and its messages are requeued
-    # by a maintenance pass, which runs on this many broker commands per million.
-    worker_heartbeat_timeout: float = 60.0
+    # by a maintenance pass, which every worker process runs each
+    # worker_maintenance_interval seconds (processors.redelivery), besides Dramatiq's
+    # own random one on this many broker commands per million.
+    worker_heartbeat_timeout: float = 30.0
+    worker_maintenance_interval: float = 5.0
     worker_maintenance_chance: int = 1000
+    # A `processing` status unchanged this long: the sweep re-sends its job (a lost
+    # message; the pipeline's lock makes a duplicate of a live job a no-op).
+    pipeline_stuck_after: int = 1800
+    # The Dramatiq broker: None for Redis at redis_url, or amqp://... for RabbitMQ.
+    broker_url: str | None = None
+    # RabbitMQ only: a prefix of the queue names, for deployments sharing a vhost.
+    broker_namespace: str = ""
     # B2: publishing goes to B2 when key id, key and bucket are all set.
     b2_key_id: str | None = None
     b2_key: str | None = None
@@ -269,6 +290,9 @@ class Settings:
             expiry=_int(env, "UPLOAD_EXPIRY", cls.expiry),
             sweep_interval=_int(env, "UPLOAD_SWEEP_INTERVAL", cls.sweep_interval),
             pipeline_resend_after=_int(env, "PIPELINE_RESEND_AFTER", cls.pipeline_resend_after),
+            pipeline_resend_interval=_float(
+                env, "PIPELINE_RESEND_INTERVAL", cls.pipeline_resend_interval
+            ),
             webhook_url=env.get("WEBHOOK_URL") or None,
             webhook_secret=env.get("WEBHOOK_SECRET") or None,
             webhook_schedule=_floats(env, "WEBHOOK_RETRY_SCHEDULE", cls.webhook_schedule),
@@ -332,6 +356,12 @@ class Settings:
             worker_maintenance_chance=_int(
                 env, "WORKER_MAINTENANCE_CHANCE", cls.worker_maintenance_chance
             ),
+            worker_maintenance_interval=_float(
+                env, "WORKER_MAINTENANCE_INTERVAL", cls.worker_maintenance_interval
+            ),
+            pipeline_stuck_after=_int(env, "PIPELINE_STUCK_AFTER", cls.pipeline_stuck_after),
+            broker_url=_broker_url(env.get("BROKER_URL")),
+            broker_namespace=(env.get("BROKER_NAMESPACE") or "").strip(),
             b2_key_id=env.get("B2_KEY_ID") or None,
             b2_key=env.get("B2_APPLICATION_KEY") or None,
             b2_bucket=env.get("B2_BUCKET") or None,

@@ -66,6 +66,14 @@ def new_record(info: UploadInfo) -> Record:
     }
 
 
+UPLOADING = b'"state":"uploading"'  # as `encode` writes it
+
+
+def says_uploading(body: bytes) -> bool:
+    """An `uploading` body: one that the file may have overtaken (see StatusReader)."""
+    return UPLOADING in body
+
+
 def etag_of(body: bytes) -> str:
     return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
 
@@ -172,7 +180,13 @@ class StatusReads(Protocol):
 
 
 class StatusReader:
-    """The API's read path: one round trip to the cache, the state on a miss."""
+    """The API's read path: one round trip to the cache, the state on a miss.
+
+    A cached `uploading` is checked against the state: the last byte's status is
+    written to the state first, and if Redis was away then, the cache may still
+    say `uploading` when it is back (core.handoff). Unfinished uploads are the
+    only ones read twice; the state's body then replaces the cache's.
+    """
 
     def __init__(self, records: RecordsSource, cache: StatusCache) -> None:
         self.records = status_records(records)
@@ -180,7 +194,9 @@ class StatusReader:
 
     async def get_raw(self, upload_id: str) -> bytes | None:
         body = await self.cache.get(upload_id)
-        return body if body else await self._from_state(upload_id)
+        if not body:
+            return await self._from_state(upload_id)
+        return await self._checked(upload_id, body)
 
     async def get_many_raw(self, ids: list[str]) -> list[bytes]:
         if not ids:
@@ -188,20 +204,34 @@ class StatusReader:
         bodies = await self.cache.get_many(ids)
         found: list[bytes] = []
         for upload_id, cached in zip(ids, bodies, strict=True):
-            body = cached or await self._from_state(upload_id)
+            body = await self._checked(upload_id, cached) if cached else None
+            body = body or await self._from_state(upload_id)
             if body:
                 found.append(body)
         return found
 
-    async def _from_state(self, upload_id: str) -> bytes | None:
+    async def _checked(self, upload_id: str, cached: bytes) -> bytes:
+        if not says_uploading(cached):
+            return cached
+        stored = await self._read(upload_id)
+        if stored is None or says_uploading(stored):
+            return cached  # offsets move on without a cache refresh each time
+        await self.cache.publish(upload_id, stored)
+        return stored
+
+    async def _read(self, upload_id: str) -> bytes | None:
         if not is_safe_id(upload_id):
             return None
         stored = await run_read(self.records.read, upload_id)
         if stored is None:
             return None
         try:
-            body = encode(json.loads(stored))
+            return encode(json.loads(stored))
         except ValueError:  # a torn file: no such record
             return None
-        await self.cache.fill(upload_id, body)
+
+    async def _from_state(self, upload_id: str) -> bytes | None:
+        body = await self._read(upload_id)
+        if body is not None:
+            await self.cache.fill(upload_id, body)
         return body

@@ -135,8 +135,8 @@ class _Pieces:
 
 
 class UploadHttpToolsProtocol(HeadLimits):
-    """uvicorn's httptools protocol, with bounded heads (as on the stock path: HeadLimits),
-    the body buffer and the splice hand-off above."""
+    """uvicorn's httptools protocol, with what the stock path has (bounded heads and a
+    lingering close: HeadLimits), the body buffer and the splice hand-off above."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -8,7 +8,7 @@ mean the same on both paths; only the client differs.
 
 from __future__ import annotations
 
-from upload_service.core.redis_scripts import RELEASE, RENEW
+from upload_service.core.redis_scripts import RELEASE, RENEW, TAKE_OVER
 from upload_service.core.status import CACHE_PREFIX, CACHE_TTL, CHANNEL
 from upload_service.fastpath.redis_wire import RedisWire
 
@@ -18,16 +18,28 @@ class WireCommands:
         self.wire = wire
 
     # -- LockKeys -------------------------------------------------------------------
-    async def acquire(self, key: str, token: str, ttl_ms: int) -> bool:
-        return bool(await self.wire.execute("SET", key, token, "NX", "PX", ttl_ms))
+    async def acquire(self, key: str, value: str, ttl_ms: int) -> bool:
+        return bool(await self.wire.execute("SET", key, value, "NX", "PX", ttl_ms))
 
-    # Renewal and release may run twice (they check the token), so they are sent
-    # again if Redis closed the connection under them; taking a lock may not.
-    async def renew(self, key: str, token: str, ttl_ms: int) -> bool:
-        return bool(await self.wire.run_script(RENEW, [key], [token, ttl_ms], retry_if_lost=True))
+    # Renewal, release and take-over may run twice (they check the value), so they
+    # are sent again if Redis closed the connection under them; taking a lock may not.
+    async def renew(self, key: str, value: str, ttl_ms: int) -> bool:
+        return bool(await self.wire.run_script(RENEW, [key], [value, ttl_ms], retry_if_lost=True))
 
-    async def release(self, key: str, token: str) -> bool:
-        return bool(await self.wire.run_script(RELEASE, [key], [token], retry_if_lost=True))
+    async def release(self, key: str, value: str) -> bool:
+        return bool(await self.wire.run_script(RELEASE, [key], [value], retry_if_lost=True))
+
+    async def holder(self, key: str) -> bytes | None:
+        value: bytes | None = await self.wire.execute("GET", key, retry_if_lost=True)
+        return value
+
+    async def client_alive(self, client_id: int) -> bool:
+        listed = await self.wire.execute("CLIENT", "LIST", "ID", client_id, retry_if_lost=True)
+        return bool(listed and listed.strip())
+
+    async def take_over(self, key: str, seen: str, value: str, ttl_ms: int) -> bool:
+        args: list[str | int] = [seen, value, ttl_ms]
+        return bool(await self.wire.run_script(TAKE_OVER, [key], args, retry_if_lost=True))
 
     # -- StatusCache ----------------------------------------------------------------
     # Reads, refills and refreshes are sent again if Redis closed the connection

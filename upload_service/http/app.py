@@ -206,9 +206,24 @@ def make_quotas(settings: Settings, services: Services) -> Quotas | None:
     return Quotas.on_redis(services.sync_redis, limits, still_unfinished, unfinished)
 
 
+# A refused request whose body may still be on its way: the answer closes the
+# connection rather than read a large body to its end (http.lingering_close drains
+# a bounded amount, so the client hears the answer first).
+UNREAD_BODY = 64 * 1024
+
+
+def body_left_unread(request: Request) -> bool:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit():
+        return int(declared) > UNREAD_BODY
+    return "chunked" in request.headers.get("transfer-encoding", "").lower()
+
+
 async def service_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
     headers = {"Tus-Resumable": TUS_VERSION, **exc.headers}
+    if body_left_unread(request):
+        headers["Connection"] = "close"
     body = {"error": {"code": exc.code, "message": exc.message}}
     if request.method == "HEAD":
         return Response(status_code=exc.status, headers=headers)

@@ -5,9 +5,10 @@ a subclass of its httptools protocol), and a body bound for a store's file goes
 socket to file in the kernel (SplicingBody) when it is large and unchecksummed.
 
 off: uvicorn's own httptools protocol with bounded request heads
-(http/head_limits.py; h11 where httptools is not installed, bounded by uvicorn's
-own size limit) and the stock body, which reads `request.stream()` and nothing
-else (RequestBody).
+(http/head_limits.py) and a lingering close of a connection with an unread body
+(http/lingering_close.py); h11 where httptools is not installed, bounded by
+uvicorn's own size limit; and the stock body, which reads `request.stream()` and
+nothing else (RequestBody).
 
 `serve` takes the protocol from here, the app the body: they always agree.
 """

@@ -30,10 +30,9 @@ import functools
 import json
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
 from upload_service.core.errors import HeadersTooLarge
 from upload_service.core.settings import Settings
+from upload_service.http.lingering_close import LingeringHttpToolsProtocol
 
 # What of uvicorn's httptools protocol the mixin relies on (tests/test_uvicorn_pin.py).
 UVICORN_INTERNALS = (
@@ -71,8 +70,9 @@ def error_response(status: int, code: str, message: str) -> bytes:
     return head + body
 
 
-class HeadLimits(HttpToolsProtocol):
-    """uvicorn's httptools protocol, with its request heads bounded (see the module)."""
+class HeadLimits(LingeringHttpToolsProtocol):
+    """uvicorn's httptools protocol, with its request heads bounded (see the module) and
+    a lingering close of a connection whose body is unread (http.lingering_close)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -184,4 +184,5 @@ class HeadLimits(HttpToolsProtocol):
 
 
 class BoundedHttpToolsProtocol(HeadLimits):
-    """The stock path's protocol: uvicorn's own, with bounded request heads."""
+    """The stock path's protocol: uvicorn's own, with bounded request heads and a
+    lingering close."""

@@ -14,6 +14,7 @@ from redis.retry import Retry
 
 from upload_service.core.jobs import DramatiqJobQueue, JobQueue
 from upload_service.core.locks import Locker, LockKeys, RedisLocker
+from upload_service.core.presence import Presence
 from upload_service.core.redis_commands import RedisCommands
 from upload_service.core.settings import Settings
 from upload_service.core.state import State, make_state
@@ -46,6 +47,7 @@ class Services:
     sync_redis: Redis  # the Dramatiq broker's and StatusStore's, in threads
     media: MediaSource  # where /media reads published files
     near_cache: NearCache | None = None  # the fast path's, listening while the app runs
+    presence: Presence | None = None  # names this process in the locks it holds
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> Services:
@@ -63,7 +65,7 @@ class Services:
         sync_redis = Redis.from_url(
             settings.redis_url, retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3)
         )
-        jobs = overrides.pop("jobs", None) or DramatiqJobQueue.on_redis(sync_redis)
+        jobs = overrides.pop("jobs", None) or DramatiqJobQueue.for_settings(settings, sync_redis)
         near_cache = None
         redis: EventLoopRedis
         reader: StatusReads
@@ -75,10 +77,13 @@ class Services:
         else:
             redis = RedisCommands(stock_async_client(settings.redis_url))
             reader = StatusReader(state.status, redis)
+        # One connection for the process's life: a dead server's locks are taken over
+        # as soon as Redis sees it gone (core.presence).
+        presence = Presence(settings.redis_url)
         parts: dict[str, Any] = {
             "settings": settings,
             "store": store,
-            "locker": RedisLocker(redis, ttl=settings.lock_ttl),
+            "locker": RedisLocker(redis, ttl=settings.lock_ttl, presence=presence),
             "state": state,
             "status": StatusStore(state.status, sync_redis),
             "reader": reader,
@@ -87,6 +92,7 @@ class Services:
             "sync_redis": sync_redis,
             "media": media,
             "near_cache": near_cache,
+            "presence": presence,
         }
         parts.update(overrides)
         return cls(**parts)
@@ -100,6 +106,8 @@ class Services:
         if self.near_cache is not None:
             await self.near_cache.stop()
         await self.redis.aclose()
+        if self.presence is not None:
+            await self.presence.aclose()
         self.sync_redis.close()
         self.state.close()
 

@@ -135,7 +135,7 @@ class Appender:
         """
         async with self._writing(), AsyncExitStack() as held:
             async with self._admitted:
-                await held.enter_async_context(self.locker.lock(upload_id))
+                hold = await held.enter_async_context(self.locker.lock(upload_id))
                 info = await (prepare() if prepare else self.store.get(upload_id))
                 was_finished = info.finished
                 if declare is not None:
@@ -147,6 +147,9 @@ class Appender:
             digest = (CHECKSUM_ALGORITHMS[checksum[0]](), checksum[1]) if checksum else None
             if not await self._store_body(request, info, room, digest, too_large):
                 completes = False  # the client went away: its body ended nothing
+            # Still ours? A lock taken over meanwhile (this process looked dead, or
+            # was cut off from Redis past the TTL) has a new writer: it records.
+            await hold.confirm()
             async with self._admitted:
                 if completes and info.length is None:
                     info.length = info.offset  # the body's end is the upload's end
