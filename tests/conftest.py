@@ -8,6 +8,7 @@ nothing shared with other runs); `live_server` starts the real
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import shutil
 import signal
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import jwt
 import pytest
@@ -28,6 +30,21 @@ from protocol_helpers import app_client
 
 from upload_service.core.jobs import MemoryJobQueue
 from upload_service.core.settings import Settings
+
+
+def load_anyio_now() -> None:
+    """anyio loads its modules on first use, and pytest rewrites them (anyio is a
+    pytest plugin). CPython 3.11's AST builder can fail when that first use comes deep
+    in a test's stack or in a worker thread ("AST constructor recursion depth
+    mismatch"), failing a test that did nothing wrong: load them all here, once."""
+    for name in dir(anyio):
+        if not name.startswith("_"):
+            getattr(anyio, name)
+    for module in ("anyio._backends._asyncio", "anyio.from_thread", "anyio.to_process"):
+        importlib.import_module(module)
+
+
+load_anyio_now()
 
 TOKEN_SECRET = "test-secret-0123456789abcdef0123456789abcdef"
 

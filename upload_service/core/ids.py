@@ -23,8 +23,13 @@ def is_safe_id(upload_id: str) -> bool:
     return isinstance(upload_id, str) and _SAFE_ID.fullmatch(upload_id) is not None
 
 
-def safe_child(root: Path, upload_id: str, suffix: str = "") -> Path:
-    """`root/<upload_id><suffix>`, or UnsafeId for anything but an upload id."""
+def checked_id(upload_id: str) -> str:
+    """`upload_id`, or UnsafeId for anything but an upload id."""
     if not is_safe_id(upload_id):
         raise UnsafeId(f"not an upload id: {upload_id!r}")
-    return Path(root) / f"{upload_id}{suffix}"
+    return upload_id
+
+
+def safe_child(root: Path, upload_id: str, suffix: str = "") -> Path:
+    """`root/<upload_id><suffix>`, or UnsafeId for anything but an upload id."""
+    return Path(root) / f"{checked_id(upload_id)}{suffix}"

@@ -21,7 +21,7 @@ from typing import Any, Protocol, cast
 
 from redis import Redis
 
-from upload_service.core.ids import is_safe_id
+from upload_service.core.ids import checked_id, is_safe_id
 from upload_service.core.state.base import ENDED as ENDED
 from upload_service.core.state.base import Record as Record
 from upload_service.core.state.base import StatusRecords
@@ -86,6 +86,8 @@ class StatusStore:
         self.redis = redis
 
     def get(self, upload_id: str) -> Record | None:
+        """The record, or None; UnsafeId for what is no upload id, whatever the state."""
+        checked_id(upload_id)
         if self.redis is not None:
             cached = self.redis.get(CACHE_PREFIX + upload_id)
             if cached:
