@@ -25,6 +25,8 @@ from upload_service.core.b2client import original_content_type
 from upload_service.core.media_types import media_type_for
 from upload_service.core.settings import Settings
 
+pytestmark = pytest.mark.one_path
+
 UPLOAD_ID = "up1"
 
 

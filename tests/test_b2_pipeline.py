@@ -24,6 +24,8 @@ from upload_service.core.status import StatusStore, new_record
 from upload_service.core.store import LocalStore, UploadInfo
 from upload_service.core.store.body import ChunkBody
 
+pytestmark = pytest.mark.one_path
+
 UPLOAD_ID = "clip1"
 
 

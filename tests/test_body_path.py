@@ -29,7 +29,7 @@ from upload_service.http.head_limits import BoundedHttpToolsProtocol, HeadLimits
 from upload_service.http.lingering_close import LingeringHttpToolsProtocol
 from upload_service.http.tus.body import RequestBody
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.one_path]
 MIB = 1024 * 1024
 
 

@@ -11,6 +11,8 @@ import httpx
 import pytest
 from conftest import API_KEY, LiveServer
 
+pytestmark = pytest.mark.one_path
+
 
 def chunks(data: bytes, size: int = 4096) -> Iterator[bytes]:
     for start in range(0, len(data), size):

@@ -16,6 +16,8 @@ import httpx
 import pytest
 from conftest import LiveServer
 
+pytestmark = pytest.mark.one_path
+
 MIB = 1024 * 1024
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from captions_helpers import parse_srt, parse_vtt
 
 from processors.captions import Cue, build_cues, to_srt, to_vtt, wrap
 from processors.speech import Segment, Word
+
+pytestmark = pytest.mark.one_path
 
 LOREM_TEXT = (
     "our lesson today covers resumable uploads with the tus protocol and how the "

@@ -23,6 +23,8 @@ from upload_service.core.settings import Settings
 from upload_service.core.status import StatusStore, new_record
 from upload_service.core.store.base import UploadInfo
 
+pytestmark = pytest.mark.one_path
+
 MIB = 1024 * 1024
 OCTETS = "application/offset+octet-stream"
 

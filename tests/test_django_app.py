@@ -31,6 +31,8 @@ from standardwebhooks.webhooks import Webhook
 
 from client_sdk.django import signals
 
+pytestmark = pytest.mark.one_path
+
 TOKEN_URL = "/media-upload/token/"
 WEBHOOK_URL = "/media-upload/webhooks/"
 

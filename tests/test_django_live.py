@@ -30,7 +30,7 @@ from client_sdk import RetryPolicy, Uploader
 from client_sdk.django import signals
 from upload_service.core.settings import Settings
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.one_path]
 
 
 @pytest.fixture(autouse=True)

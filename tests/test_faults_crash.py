@@ -163,6 +163,7 @@ def workers() -> Iterator[list[WorkerProcess]]:
 
 
 @pytest.mark.slow
+@pytest.mark.one_path  # the worker side: the upload path is not involved
 def test_a_sigkilled_workers_job_comes_back_through_the_scheduled_maintenance_pass(
     tmp_path: Path, crash_settings: Settings, workers: list[WorkerProcess]
 ) -> None:

@@ -41,6 +41,8 @@ from upload_service.core.jobs import MemoryJobQueue
 from upload_service.core.settings import Settings
 from upload_service.core.status import StatusStore
 
+pytestmark = pytest.mark.one_path
+
 
 @dataclass(frozen=True)
 class Legit:

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import API_KEY, TOKEN_SECRET, LiveServer
 
+pytestmark = pytest.mark.one_path
+
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = (
     "POST /files/",

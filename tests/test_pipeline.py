@@ -34,6 +34,8 @@ from upload_service.core.jobs import MemoryJobQueue
 from upload_service.core.settings import Settings
 from upload_service.core.status import Record, StatusStore
 
+pytestmark = pytest.mark.one_path
+
 
 class RecordingStatus(StatusStore):
     """The real store, remembering every progress it wrote."""

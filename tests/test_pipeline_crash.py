@@ -21,7 +21,7 @@ from pipeline_helpers import WorkerProcess, ffprobe_json, get_status, upload_fil
 
 from upload_service.core.settings import Settings
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.one_path]
 
 FAST_REQUEUE = {"WORKER_HEARTBEAT_TIMEOUT": "3", "WORKER_MAINTENANCE_CHANCE": "200000"}
 

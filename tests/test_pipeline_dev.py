@@ -16,7 +16,7 @@ from conftest import free_port, wait_for_port
 from media_helpers import make_video
 from pipeline_helpers import upload_file, wait_for_state
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.one_path]
 
 
 def test_dev_runs_everything_and_an_upload_gets_ready(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ from webhook_helpers import SECRET, Receiver, wait_until
 
 from upload_service.core.settings import Settings
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.one_path]
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,8 @@ from upload_service.core.jobs import MemoryJobQueue
 from upload_service.core.settings import Settings
 from upload_service.core.status import Record, StatusStore
 
+pytestmark = pytest.mark.one_path
+
 
 class BlockingPublisher:
     """The real publisher; its first call waits until the test lets it go on."""

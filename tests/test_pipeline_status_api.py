@@ -17,6 +17,8 @@ from status_helpers import bearer, create
 from upload_service.core.settings import Settings
 from upload_service.core.status import StatusStore
 
+pytestmark = pytest.mark.one_path
+
 
 @pytest.mark.anyio
 async def test_who_may_read_a_status(client: httpx.AsyncClient, make_token: Callable) -> None:

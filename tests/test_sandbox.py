@@ -25,6 +25,8 @@ from processors.media_tools import MediaTools
 from processors.sandbox import Sandbox, SandboxUnavailable
 from upload_service.core.settings import Settings
 
+pytestmark = pytest.mark.one_path
+
 FFMPEG = ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-y"]
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.one_path]
 
 REPO = Path(__file__).resolve().parent.parent
 # Anything of the server's or the workers' stack (the root pyproject's dependencies).

@@ -76,6 +76,8 @@ from upload_service.core.media_signing import media_signer
 from upload_service.core.settings import Settings
 from upload_service.core.status import Record, StatusStore
 
+pytestmark = pytest.mark.one_path
+
 UNSUPPORTED = "unsupported_media"
 TOO_LARGE = "frame_too_large"
 TOO_LONG = "media_too_long"

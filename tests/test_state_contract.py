@@ -22,6 +22,8 @@ from upload_service.core.state import BadCursor, ListQuery, State, UploadEnded
 from upload_service.core.state.base import parse_iso
 from upload_service.core.status import CACHE_PREFIX, StatusStore
 
+pytestmark = pytest.mark.one_path
+
 
 @pytest.fixture(params=STATE_KINDS)
 def state(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[State]:

@@ -16,6 +16,8 @@ from upload_service.core.settings import Settings
 from upload_service.core.state import SchemaNotCurrent, make_state
 from upload_service.core.state.migrations import latest_version
 
+pytestmark = pytest.mark.one_path
+
 EXE = Path(sys.executable).with_name("upload-service")
 
 

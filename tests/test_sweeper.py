@@ -30,7 +30,7 @@ from upload_service.core.jobs import MemoryJobQueue
 from upload_service.core.settings import Settings
 from upload_service.core.status import StatusStore, iso
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.one_path]
 
 
 async def status_of(client: httpx.AsyncClient, upload_id: str) -> dict[str, Any]:

@@ -27,6 +27,8 @@ from processors.hls_subtitles import with_subtitles
 from processors.speech import Segment, Word, get_engine
 from processors.transcribe import _seam, transcribe_media
 
+pytestmark = pytest.mark.one_path
+
 
 @pytest.fixture(scope="module")
 def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:

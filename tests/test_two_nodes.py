@@ -28,7 +28,7 @@ from postgres_helpers import create_database, drop_database
 
 from upload_service.core.settings import Settings
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.one_path]
 BACKEND = {"Authorization": f"Bearer {API_KEY}"}
 CHUNK = 8 * 1024
 

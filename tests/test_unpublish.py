@@ -13,6 +13,8 @@ from processors.publish import LocalPublisher, PublishItem
 from upload_service.core.ids import UnsafeId
 from upload_service.core.settings import Settings
 
+pytestmark = pytest.mark.one_path
+
 
 def items(tmp_path: Path, upload_id: str) -> list[PublishItem]:
     found = []

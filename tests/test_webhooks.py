@@ -41,6 +41,8 @@ from upload_service.core.jobs import DramatiqJobQueue
 from upload_service.core.settings import Settings
 from upload_service.core.webhook_log import WebhookLog
 
+pytestmark = pytest.mark.one_path
+
 # A database of its own: other engineers' workers never see these messages.
 WEBHOOK_DB = 7
 

@@ -17,6 +17,8 @@ from upload_service.core.settings import Settings
 from upload_service.core.status import StatusStore, UploadEnded, new_record
 from upload_service.core.store.base import UploadInfo
 
+pytestmark = pytest.mark.one_path
+
 
 @pytest.fixture
 def ctx(settings: Settings) -> PipelineContext:

@@ -21,6 +21,8 @@ from webhook_helpers import wait_until
 from upload_service.core.jobs import ACTOR_QUEUES
 from upload_service.core.settings import Settings
 
+pytestmark = pytest.mark.one_path
+
 
 def test_importing_the_actors_touches_neither_redis_nor_the_disk(
     settings: Settings, tmp_path: Path
