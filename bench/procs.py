@@ -178,6 +178,10 @@ def service_proc(
         "UPLOAD_API_KEY": API_KEY,
         "UPLOAD_MAX_SIZE": str(64 * 1024**3),
         "UPLOAD_FAST_PATH": fast_path,
+        # The per-user limits are for many users; the bench is one user creating
+        # thousands of uploads a minute, as a load test of one tenant would be.
+        "UPLOAD_MAX_UNFINISHED": "0",
+        "UPLOAD_CREATION_RATE": "0",
     }
     name = f"upload-service (fast path {fast_path}, workers={workers or 'default'})"
     return Proc(name, argv, port, env)
