@@ -130,6 +130,8 @@ def test_a_job_running_through_a_redis_restart_ends_ready_once(
         # The look for lost jobs that follows the restart has been made.
         wait_until(lambda: "lost_jobs.resent" in worker.log()[seen:], "the look", 60)
         assert_ready_once(server, receiver, job_settings, upload_id, worker)
+        # Gone on through the outage: neither retried nor re-sent from the start.
+        assert worker.log().count(f"pipeline.started upload_id={upload_id}") == 1
     finally:
         worker.stop()
         server.stop()
