@@ -21,6 +21,7 @@ from typing import Any
 import dramatiq
 
 from upload_service.core.jobs import ACTOR_QUEUES, PIPELINE_QUEUE, DramatiqJobQueue
+from upload_service.core.redis_deferred import DeferredChores, DeferringJobQueue
 from upload_service.core.settings import Settings
 from upload_service.core.state import shared_state
 from upload_service.core.status import StatusStore
@@ -39,6 +40,8 @@ broker = setup_broker(settings, redis)
 # Imported only now, so that everything declaring actors binds to this broker.
 from . import pipeline, sweep_schedule, webhooks  # noqa: E402
 from .failures import MediaError  # noqa: E402
+from .joblock import lock_ttl  # noqa: E402
+from .lost_jobs import LostJobsResend  # noqa: E402
 from .publish import make_publisher  # noqa: E402
 from .redelivery import DeadWorkerRequeue  # noqa: E402
 from .withdraw import withdraw  # noqa: E402
@@ -51,11 +54,14 @@ BACKSTOP_TIME_LIMIT_MS = 12 * 3600 * 1000
 @functools.cache
 def context() -> pipeline.PipelineContext:
     """What the actors share, built once per process: at boot (`processors.boot`)."""
+    # A Redis outage mid-job delays the cache's refresh and the job's events; the
+    # job itself goes on (core.redis_deferred).
+    chores = DeferredChores()
     return pipeline.PipelineContext(
         settings=settings,
         # STATE_URL: files on this machine, or PostgreSQL shared by every machine.
-        status=StatusStore(shared_state(settings).status, redis),
-        jobs=DramatiqJobQueue(broker),
+        status=StatusStore(shared_state(settings).status, redis, deferred=chores),
+        jobs=DeferringJobQueue(DramatiqJobQueue(broker), chores),
         publisher=make_publisher(settings),
         # UPLOAD_STORE, as the server has it.
         store=make_store(settings),
@@ -107,5 +113,13 @@ broker.add_middleware(
 )
 # A killed worker's messages back within a heartbeat timeout and an interval.
 broker.add_middleware(DeadWorkerRequeue(settings.worker_maintenance_interval))
+# Jobs lost with a Redis that restarted empty, sent again within a lock TTL and an interval.
+broker.add_middleware(
+    LostJobsResend(
+        settings,
+        settings.worker_maintenance_interval,
+        grace=lock_ttl(settings.worker_heartbeat_timeout),
+    )
+)
 # Declared by their modules on import; named here so no linter calls the import unused.
 DECLARED_ELSEWHERE = (webhooks.deliver_webhook, sweep_schedule.sweep_expired)

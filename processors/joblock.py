@@ -7,11 +7,14 @@ to `SET NX` the key `pipeline-lock:<id>` runs; the other returns at once.
 
 The key lives `ttl` seconds and a daemon thread renews it while the job runs,
 so a long transcode keeps it, while the lock of a SIGKILLed worker lapses
-within one TTL. That TTL must stay below Dramatiq's WORKER_HEARTBEAT_TIMEOUT:
-the dead worker's message is requeued only then, and its redo must find the
-lock gone (see `lock_ttl`). Renewal and release check the holder's random
-token in a Lua script (`upload_service.core.redis_scripts`, shared with the
-upload locks), so a holder whose key lapsed never frees another's.
+within one TTL. A key that Redis lost (a restart without persistence) is put
+back at the next renewal, unless another run took it meanwhile: a live job
+shows a holder within one renewal of Redis' return. That TTL must stay below
+Dramatiq's WORKER_HEARTBEAT_TIMEOUT: the dead worker's message is requeued
+only then, and its redo must find the lock gone (see `lock_ttl`). Renewal
+and release check the holder's random token in a Lua script
+(`upload_service.core.redis_scripts`, shared with the upload locks), so a
+holder whose key lapsed never frees another's.
 
 Synchronous (redis-py), as workers run actors in threads. Not to be confused
 with `upload_service.core.locks`, the async lock of a tus upload's PATCHes.
@@ -34,6 +37,9 @@ log = logging.getLogger("processors.joblock")
 
 KEY_PREFIX = "pipeline-lock:"
 MAX_TTL = 30.0
+# Seconds between renewals while Redis does not answer: a lock that Redis lost
+# in a restart is put back within about this long of its return.
+RETRY_SOON = 1.0
 
 
 def lock_ttl(heartbeat_timeout: float) -> float:
@@ -74,18 +80,33 @@ class JobLock:
         return True
 
     def _renew_loop(self) -> None:
-        while not self._stop.wait(self.renew_every):
+        wait = self.renew_every
+        while not self._stop.wait(wait):
+            wait = self.renew_every
             try:
-                renewed = self.scripts.renew(keys=[self.key], args=[self.token, self.ttl_ms])
+                renewed = self._renew_or_retake()
             except RedisError as exc:  # a blip: the next renewal may still be in time
                 log_event(log, "joblock.renew_failed", logging.WARNING, key=self.key, error=exc)
+                wait = min(RETRY_SOON, self.renew_every)  # back as soon as Redis is
                 continue
             if not renewed:
-                # Lapsed (Redis restarted, or this process stalled past the TTL):
-                # another run may start; the pipeline's idempotency has to cover it.
+                # Another run holds it (this process stalled past the TTL and a redo
+                # began): the pipeline's idempotency has to cover the overlap.
                 self.held = False
                 log_event(log, "joblock.lost", logging.WARNING, key=self.key)
                 return
+
+    def _renew_or_retake(self) -> bool:
+        if self.scripts.renew(keys=[self.key], args=[self.token, self.ttl_ms]):
+            return True
+        # Gone: Redis restarted empty (or failed over without it), or the key lapsed.
+        # Unless another run took it meanwhile, this one is still the only run:
+        # the lock is put back, and a look for lost jobs after a Redis restart
+        # (processors.lost_jobs) sees a live holder.
+        if not self.redis.set(self.key, self.token, px=self.ttl_ms, nx=True):
+            return False
+        log_event(log, "joblock.retaken", logging.WARNING, key=self.key)
+        return True
 
     def release(self) -> None:
         """Stop renewing and delete the key if it is still ours."""

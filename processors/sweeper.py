@@ -31,7 +31,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import anyio
@@ -219,7 +219,9 @@ async def resend_store(
     resend_after: float,
     now: float,
     stuck_after: float | None = None,
+    running: Callable[[str], bool] | None = None,
 ) -> list[str]:
+    """`running`: says whether a live job holds an upload (left alone if so)."""
     resent = []
     stuck = resend_after if stuck_after is None else stuck_after
     async for info in stored_uploads(store):
@@ -228,6 +230,8 @@ async def resend_store(
             continue
         record = await anyio.to_thread.run_sync(status.get, upload_id)
         if record is None or not _needs_resend(info, record, resend_after, stuck, now):
+            continue
+        if running is not None and await anyio.to_thread.run_sync(running, upload_id):
             continue
         # Status first, as the server does: a failed send is found again next time.
         # Rewriting it also restarts the clock, so a job that is merely queued behind

@@ -10,10 +10,13 @@ round trip, so that a server that keeps bodies nearer still (the fast path's
 near cache) drops its copy. Workers write with StatusStore (synchronous
 redis-py); the server writes the state in a thread and the cache from the event
 loop, through a StatusCache (redis-py's asyncio client or the fast path's wire).
+A worker's StatusStore rides out a Redis outage (`core.redis_deferred`): its
+writes reach the state, and the cache is repaired once Redis answers.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -22,6 +25,7 @@ from typing import Any, Protocol, cast
 from redis import Redis
 
 from upload_service.core.ids import checked_id, is_safe_id
+from upload_service.core.redis_deferred import OUTAGE_ERRORS, DeferredChores
 from upload_service.core.state.base import ENDED as ENDED
 from upload_service.core.state.base import Record as Record
 from upload_service.core.state.base import StatusRecords
@@ -81,18 +85,34 @@ def etag_of(body: bytes) -> str:
 class StatusStore:
     """Synchronous writer and reader, for workers and (through threads) the server."""
 
-    def __init__(self, records: RecordsSource, redis: Redis | None) -> None:
+    def __init__(
+        self, records: RecordsSource, redis: Redis | None, deferred: DeferredChores | None = None
+    ) -> None:
+        """`deferred`: a Redis outage delays the cache's refresh instead of failing the
+        write (a worker's; the state, written first, is the truth either way)."""
         self.records = status_records(records)
         self.redis = redis
+        self.deferred = deferred
 
     def get(self, upload_id: str) -> Record | None:
         """The record, or None; UnsafeId for what is no upload id, whatever the state."""
         checked_id(upload_id)
         if self.redis is not None:
-            cached = self.redis.get(CACHE_PREFIX + upload_id)
+            if self.deferred is not None and self.deferred.waiting:
+                return self._read_state(upload_id)  # the cache may be stale until repaired
+            try:
+                cached = self.redis.get(CACHE_PREFIX + upload_id)
+            except OUTAGE_ERRORS:
+                if self.deferred is None:
+                    raise
+                return self._read_state(upload_id)
             if cached:
                 return json.loads(cached)
         return self._load(upload_id)
+
+    def _read_state(self, upload_id: str) -> Record | None:
+        body = self.records.read(upload_id)
+        return None if body is None else cast(Record, json.loads(body))
 
     def _load(self, upload_id: str) -> Record | None:
         body = self.records.read(upload_id)
@@ -100,19 +120,38 @@ class StatusStore:
             return None
         if self.redis is not None:
             # NX: a write that landed since the state was read keeps its newer body.
-            self.redis.set(CACHE_PREFIX + upload_id, body, ex=CACHE_TTL, nx=True)
+            try:
+                self.redis.set(CACHE_PREFIX + upload_id, body, ex=CACHE_TTL, nx=True)
+            except OUTAGE_ERRORS:
+                if self.deferred is None:
+                    raise
         return cast(Record, json.loads(body))
 
     def _refresh_cache(self, upload_id: str, body: bytes) -> None:
-        if self.redis is not None:
-            # One round trip: the new body, and word to every server's near cache.
-            # Not a Lua script, though it is faster: Redis then
-            # answered the writer before it told the servers, and a poll sent right
-            # after a write could still read the old body from a near cache.
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.set(CACHE_PREFIX + upload_id, body, ex=CACHE_TTL)
-            pipe.publish(CHANNEL, upload_id)
-            pipe.execute()
+        if self.redis is None:
+            return
+        if self.deferred is None:
+            self._set_cache(upload_id, body)
+            return
+        # Once Redis is back, the entry is dropped rather than set: a deletion
+        # can never put back an older body than a later write's, and the next
+        # read refills it from the state.
+        self.deferred.run(
+            CACHE_PREFIX + upload_id,
+            functools.partial(self._set_cache, upload_id, body),
+            later=functools.partial(self.forget_cache, upload_id),
+        )
+
+    def _set_cache(self, upload_id: str, body: bytes) -> None:
+        assert self.redis is not None
+        # One round trip: the new body, and word to every server's near cache.
+        # Not a Lua script, though it is faster: Redis then
+        # answered the writer before it told the servers, and a poll sent right
+        # after a write could still read the old body from a near cache.
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(CACHE_PREFIX + upload_id, body, ex=CACHE_TTL)
+        pipe.publish(CHANNEL, upload_id)
+        pipe.execute()
 
     def put(self, record: Record) -> Record:
         self._refresh_cache(record["id"], self.write_file(record))
