@@ -9,6 +9,7 @@ the check still cannot be walked out of its directory.
 from __future__ import annotations
 
 import re
+import secrets
 from pathlib import Path
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -21,6 +22,15 @@ class UnsafeId(ValueError):
 def is_safe_id(upload_id: str) -> bool:
     # fullmatch, not match + "$": "$" also matches before a trailing newline.
     return isinstance(upload_id, str) and _SAFE_ID.fullmatch(upload_id) is not None
+
+
+def new_upload_id() -> str:
+    """22 URL-safe characters (128 random bits), never starting with "-": an id is
+    often an argument on a command line, where a leading "-" reads as an option."""
+    while True:
+        upload_id = secrets.token_urlsafe(16)
+        if not upload_id.startswith("-"):
+            return upload_id
 
 
 def checked_id(upload_id: str) -> str:

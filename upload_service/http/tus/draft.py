@@ -25,7 +25,6 @@ a success rather than refused.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from email.message import Message
@@ -44,6 +43,7 @@ from upload_service.core.errors import (
     TooLarge,
     UnsupportedContentType,
 )
+from upload_service.core.ids import new_upload_id
 from upload_service.core.store.base import UploadInfo
 from upload_service.core.tokens import TokenClaims
 from upload_service.http.tus.body import has_body
@@ -164,7 +164,7 @@ class DraftHandler:
                 f"upload of {length} bytes exceeds the limit of {limit} bytes", version, claims
             )
         info = UploadInfo(
-            id=secrets.token_urlsafe(16),
+            id=new_upload_id(),
             owner=claims.sub,
             length=length,
             metadata=_representation_metadata(request),

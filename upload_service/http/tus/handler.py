@@ -7,7 +7,6 @@ thing reported.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from upload_service.core.errors import (
     UnsupportedContentType,
     UnsupportedVersion,
 )
+from upload_service.core.ids import new_upload_id
 from upload_service.core.locks import Locker
 from upload_service.core.quotas import Quotas
 from upload_service.core.store.base import UploadGone, UploadInfo, UploadNotFound, UploadStore
@@ -184,7 +184,7 @@ class TusHandler:
             raise TooLarge(f"upload of {length} bytes exceeds the limit of {limit} bytes")
 
         info = UploadInfo(
-            id=secrets.token_urlsafe(16),
+            id=new_upload_id(),
             owner=claims.sub,
             length=length,
             metadata=metadata,
