@@ -35,13 +35,11 @@ from __future__ import annotations
 
 import logging
 import secrets
-import threading
 import time
 
 import anyio
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.middleware import Middleware
 from redis import Redis
 
 from upload_service.core.jobs import DramatiqJobQueue, JobQueue
@@ -53,6 +51,7 @@ from upload_service.core.store import UploadStore
 from upload_service.core.store.factory import make_store
 
 from .joblock import KEY_PREFIX
+from .periodic import PeriodicTask
 from .sweeper import resend_store
 
 log = logging.getLogger("processors.lost_jobs")
@@ -82,45 +81,26 @@ def resend_lost_jobs(
     return anyio.run(run)
 
 
-class LostJobsResend(Middleware):
-    """In each worker process, a daemon thread that looks for a Redis that lost its queues."""
+class LostJobsResend(PeriodicTask):
+    """In each worker process, a look every `every` seconds for a Redis that lost its queues."""
+
+    name = "lost-jobs"
 
     def __init__(self, settings: Settings, interval: float, grace: float) -> None:
         """`grace`: seconds live jobs get to put their locks back (the lock's TTL)."""
+        super().__init__(interval)
         self.settings = settings
-        self.interval = interval
         self.grace = grace
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        if not isinstance(broker, RedisBroker) or self.interval <= 0:
+    def runs_on(self, broker: dramatiq.Broker) -> bool:
+        return isinstance(broker, RedisBroker) and self.every > 0
+
+    def tick(self, broker: dramatiq.Broker) -> None:
+        assert isinstance(broker, RedisBroker)
+        if not marks_new_redis(broker.client):
             return
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._run, args=(broker,), name="lost-jobs", daemon=True
-        )
-        self._thread.start()
-
-    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def _run(self, broker: RedisBroker) -> None:
-        while True:
-            try:
-                if marks_new_redis(broker.client):
-                    self._look(broker)
-            except Exception as exc:  # Redis away: the next look tries again
-                log_event(log, "lost_jobs.look_failed", logging.WARNING, error=repr(exc))
-            if self._stop.wait(self.interval):
-                return
-
-    def _look(self, broker: RedisBroker) -> None:
         log_event(log, "lost_jobs.new_redis", grace=self.grace)
-        if self._stop.wait(self.grace):
+        if self.pause(self.grace):
             return
         try:
             resent = resend_lost_jobs(self.settings, DramatiqJobQueue(broker), broker.client)

@@ -20,17 +20,12 @@ messages the moment its connection closes.
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.middleware import Middleware
 
-from upload_service.core.logs import log_event
-
-log = logging.getLogger("processors.redelivery")
+from .periodic import PeriodicTask
 
 
 def requeue_dead_workers_messages(broker: RedisBroker) -> None:
@@ -53,32 +48,14 @@ def requeue_dead_workers_messages(broker: RedisBroker) -> None:
         )
 
 
-class DeadWorkerRequeue(Middleware):
-    """In each worker process, a daemon thread running the pass every `interval` seconds."""
+class DeadWorkerRequeue(PeriodicTask):
+    """In each worker process, the pass above every `every` seconds."""
 
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+    name = "dead-worker-requeue"
 
-    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        if not isinstance(broker, RedisBroker) or self.interval <= 0:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._run, args=(broker,), name="dead-worker-requeue", daemon=True
-        )
-        self._thread.start()
+    def runs_on(self, broker: dramatiq.Broker) -> bool:
+        return isinstance(broker, RedisBroker) and self.every > 0
 
-    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def _run(self, broker: RedisBroker) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                requeue_dead_workers_messages(broker)
-            except Exception as exc:  # Redis away: the next pass tries again
-                log_event(log, "worker.requeue_failed", logging.WARNING, error=repr(exc))
+    def tick(self, broker: dramatiq.Broker) -> None:
+        assert isinstance(broker, RedisBroker)
+        requeue_dead_workers_messages(broker)

@@ -23,12 +23,10 @@ is nothing to lose: a missed or failed offer is made again a minute later.
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.middleware import Middleware
 from dramatiq.rate_limits import BucketRateLimiter, ConcurrentRateLimiter
 from dramatiq.rate_limits.backends import RedisBackend
 from redis import Redis
@@ -37,6 +35,7 @@ from upload_service.core.jobs import MAINTENANCE_QUEUE, DramatiqJobQueue
 from upload_service.core.logs import log_event
 from upload_service.core.settings import Settings
 
+from .periodic import PeriodicTask
 from .sweeper import resend_stuck_uploads, retire_ended_uploads, sweep_expired_uploads
 
 log = logging.getLogger("processors.sweep_schedule")
@@ -146,8 +145,10 @@ def sweep_expired(*former_chain_args: Any) -> None:
         log_event(log, "sweeper.done", swept=len(swept))
 
 
-class SweepScheduler(Middleware):
+class SweepScheduler(PeriodicTask):
     """In each worker process, a daemon thread that offers a sweep every OFFER_EVERY s."""
+
+    name = "sweep-scheduler"
 
     def __init__(
         self,
@@ -156,36 +157,18 @@ class SweepScheduler(Middleware):
         settings: Settings | None = None,
     ) -> None:
         """`settings`: also re-send lost processing jobs every `offer_every` seconds."""
+        super().__init__(min(offer_every, interval))
         self.interval = interval
-        self.offer_every = min(offer_every, interval)
         self.settings = settings
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._offer_until_stopped, args=(broker,), name="sweep-scheduler", daemon=True
-        )
-        self._thread.start()
+    def runs_on(self, broker: dramatiq.Broker) -> bool:
+        return True  # offers are cheap; the interval decides how often one is taken
 
-    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def _offer_until_stopped(self, broker: dramatiq.Broker) -> None:
-        while True:
-            try:
-                if offer_sweep(broker, self.interval):
-                    log_event(log, "sweeper.scheduled", interval=self.interval)
-            except Exception:  # Redis away: the next offer tries again
-                log.exception("sweeper.offer_failed")
-            if self.settings is not None:
-                try:
-                    resend_if_due(self.settings, broker, self.offer_every)
-                except Exception:
-                    log.exception("sweeper.resend_failed")
-            if self._stop.wait(self.offer_every):
-                return
+    def tick(self, broker: dramatiq.Broker) -> None:
+        try:
+            if offer_sweep(broker, self.interval):
+                log_event(log, "sweeper.scheduled", interval=self.interval)
+        except Exception:  # Redis away: the next offer tries again; the resend still may
+            log.exception("sweeper.offer_failed")
+        if self.settings is not None:
+            resend_if_due(self.settings, broker, self.every)
