@@ -112,19 +112,23 @@ async def test_the_status_api_never_serves_an_uploading_the_file_contradicts(
     service: httpx.AsyncClient, direct: redis.Redis, settings: Settings, make_token: object
 ) -> None:
     token = make_token()  # type: ignore[operator]
-    created = await service.post("/files/", headers=tus(token, **{"Upload-Length": "10"}))
-    upload_id = created.headers["location"].rsplit("/", 1)[-1]
-    path = settings.data_dir / "status" / f"{upload_id}.json"
-    record = json.loads(path.read_bytes())
-    assert record["state"] == "uploading"
-    stale = encode(record)
-    # The file moved on while Redis was away; the cache kept the old body.
-    path.write_bytes(encode({**record, "state": "uploaded", "offset": 10}))
-    direct.set(CACHE_PREFIX + upload_id, stale)
     api = {"Authorization": f"Bearer {settings.api_key}"}
-    one = await service.get(f"/v1/uploads/{upload_id}", headers=api)
-    assert one.json()["state"] == "uploaded"
-    direct.set(CACHE_PREFIX + upload_id, stale)
-    many = await service.get(f"/v1/uploads?ids={upload_id}", headers=api)
+
+    async def finished_while_redis_was_away() -> str:
+        created = await service.post("/files/", headers=tus(token, **{"Upload-Length": "10"}))
+        upload_id = created.headers["location"].rsplit("/", 1)[-1]
+        path = settings.data_dir / "status" / f"{upload_id}.json"
+        record = json.loads(path.read_bytes())
+        assert record["state"] == "uploading"
+        # The file moved on while Redis was away; the cache kept the old body.
+        path.write_bytes(encode({**record, "state": "uploaded", "offset": 10}))
+        direct.set(CACHE_PREFIX + upload_id, encode(record))
+        return upload_id
+
+    one = await finished_while_redis_was_away()
+    assert (await service.get(f"/v1/uploads/{one}", headers=api)).json()["state"] == "uploaded"
+    assert json.loads(direct.get(CACHE_PREFIX + one) or b"{}")["state"] == "uploaded"
+    other = await finished_while_redis_was_away()
+    many = await service.get(f"/v1/uploads?ids={other}", headers=api)
     assert [u["state"] for u in many.json()["uploads"]] == ["uploaded"]
-    assert json.loads(direct.get(CACHE_PREFIX + upload_id) or b"{}")["state"] == "uploaded"
+    assert json.loads(direct.get(CACHE_PREFIX + other) or b"{}")["state"] == "uploaded"

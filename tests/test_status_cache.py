@@ -20,6 +20,7 @@ from conftest import RedisServer
 from redis.asyncio import Redis as AsyncRedis
 
 from upload_service.core.redis_commands import RedisCommands
+from upload_service.core.state.files import FileStatusRecords
 from upload_service.core.status import (
     CACHE_PREFIX,
     CHANNEL,
@@ -191,3 +192,43 @@ async def test_a_body_read_before_a_write_is_not_kept(
     reader = NearCachedReader(StatusReader(tmp_path / "status", commands), near_cache)
     after = await reader.get_raw(upload_id)
     assert after is not None and json.loads(after)["state"] == "ready"
+
+
+class CountingRecords(FileStatusRecords):
+    reads = 0
+
+    def read(self, upload_id: str) -> bytes | None:
+        self.reads += 1
+        return super().read(upload_id)
+
+
+class StaleCache:
+    """A cache that keeps answering with the body it was given."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    async def get(self, upload_id: str) -> bytes | None:
+        return self.body
+
+    async def get_many(self, upload_ids: list[str]) -> list[bytes | None]:
+        return [self.body for _ in upload_ids]
+
+    async def fill(self, upload_id: str, body: bytes) -> None:
+        pass
+
+    async def publish(self, upload_id: str, body: bytes) -> None:
+        self.body = body
+
+
+async def test_polls_of_an_upload_in_flight_read_the_state_once_a_second_at_most(
+    tmp_path: Path,
+) -> None:
+    # Polled a hundred times in a row, an `uploading` body is compared with the state
+    # once: a state read per poll cost the status API most of its speed.
+    records = CountingRecords(tmp_path)
+    body = records.write({"id": "in-flight", "owner": "u", "state": "uploading"})
+    reader = StatusReader(records, StaleCache(body))
+    for _ in range(100):
+        assert await reader.get_raw("in-flight") == body
+    assert records.reads == 1

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -218,26 +219,51 @@ class StatusReads(Protocol):
 
     async def get_raw(self, upload_id: str) -> bytes | None: ...
     async def get_many_raw(self, ids: list[str]) -> list[bytes]: ...
+    async def checked(self, upload_id: str, cached: bytes) -> bytes: ...
+
+
+class UploadingChecks:
+    """When a cached `uploading` body is next compared with the state: at most once a
+    second per upload and process. An upload in flight is polled often, and a state
+    read on every poll cost the status API most of its speed; a cache left stale by a
+    Redis outage is then served for a second at most."""
+
+    EVERY = 1.0
+    TRACKED = 10_000  # past this many uploads, start afresh: a memory bound, nothing more
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+
+    def due(self, upload_id: str) -> bool:
+        now = time.monotonic()
+        last = self._last.get(upload_id)
+        if last is not None and now - last < self.EVERY:
+            return False
+        if len(self._last) >= self.TRACKED:
+            self._last.clear()
+        self._last[upload_id] = now
+        return True
 
 
 class StatusReader:
     """The API's read path: one round trip to the cache, the state on a miss.
 
-    A cached `uploading` is checked against the state: the last byte's status is
-    written to the state first, and if Redis was away then, the cache may still
-    say `uploading` when it is back (core.handoff). Unfinished uploads are the
-    only ones read twice; the state's body then replaces the cache's.
+    A cached `uploading` is checked against the state (now and then: UploadingChecks):
+    the last byte's status is written to the state first, and if Redis was away then,
+    the cache may still say `uploading` when it is back (core.handoff). The state's
+    body then replaces the cache's.
     """
 
     def __init__(self, records: RecordsSource, cache: StatusCache) -> None:
         self.records = status_records(records)
         self.cache = cache
+        self.uploading_checks = UploadingChecks()
 
     async def get_raw(self, upload_id: str) -> bytes | None:
         body = await self.cache.get(upload_id)
         if not body:
             return await self._from_state(upload_id)
-        return await self._checked(upload_id, body)
+        return await self.checked(upload_id, body)
 
     async def get_many_raw(self, ids: list[str]) -> list[bytes]:
         if not ids:
@@ -245,14 +271,15 @@ class StatusReader:
         bodies = await self.cache.get_many(ids)
         found: list[bytes] = []
         for upload_id, cached in zip(ids, bodies, strict=True):
-            body = await self._checked(upload_id, cached) if cached else None
+            body = await self.checked(upload_id, cached) if cached else None
             body = body or await self._from_state(upload_id)
             if body:
                 found.append(body)
         return found
 
-    async def _checked(self, upload_id: str, cached: bytes) -> bytes:
-        if not says_uploading(cached):
+    async def checked(self, upload_id: str, cached: bytes) -> bytes:
+        """`cached`, or the state's body when that has moved past `uploading`."""
+        if not says_uploading(cached) or not self.uploading_checks.due(upload_id):
             return cached
         stored = await self._read(upload_id)
         if stored is None or says_uploading(stored):

@@ -27,7 +27,7 @@ import time
 from collections import OrderedDict
 
 from upload_service.core.logs import log_event
-from upload_service.core.status import CHANNEL, StatusReads, says_uploading
+from upload_service.core.status import CHANNEL, StatusReads
 from upload_service.fastpath.redis_wire import RedisWire, Reply
 
 log = logging.getLogger("upload_service.fastpath.near_cache")
@@ -122,8 +122,8 @@ class NearCachedReader:
 
     async def get_raw(self, upload_id: str) -> bytes | None:
         body = self.near.get(upload_id)
-        if body is not None and not says_uploading(body):  # checked by the reader
-            return body
+        if body is not None:  # an `uploading` one is checked by the reader now and then
+            return await self.reader.checked(upload_id, body)
         epoch = self.near.epoch  # before the read: a change heard meanwhile voids the fill
         body = await self.reader.get_raw(upload_id)
         if body:
@@ -132,3 +132,6 @@ class NearCachedReader:
 
     async def get_many_raw(self, ids: list[str]) -> list[bytes]:
         return await self.reader.get_many_raw(ids)
+
+    async def checked(self, upload_id: str, cached: bytes) -> bytes:
+        return await self.reader.checked(upload_id, cached)
