@@ -13,6 +13,7 @@ from upload_service.core.logs import log_event
 from upload_service.core.status import Record, StatusCache, StatusStore, new_record
 from upload_service.core.store.base import UploadInfo
 from upload_service.core.threads import run_blocking
+from upload_service.core.upload_eta import UploadSpeeds
 
 log = logging.getLogger("upload_service.core.lifecycle")
 
@@ -30,6 +31,7 @@ class ServiceHooks:
         self.cache = cache
         self.jobs = jobs
         self.webhooks = webhooks
+        self.speeds = UploadSpeeds()
 
     async def created(self, info: UploadInfo) -> None:
         metrics.UPLOADS_CREATED.inc()
@@ -42,12 +44,18 @@ class ServiceHooks:
 
     async def progressed(self, info: UploadInfo) -> None:
         if not info.finished:
-            await self._update(info.id, offset=info.offset, length=info.length)
+            progress = self.speeds.progress(info.id, info.offset, info.length)
+            await self._update(info.id, offset=info.offset, length=info.length, progress=progress)
 
     async def finished(self, info: UploadInfo) -> None:
         metrics.UPLOADS_FINISHED.inc()
+        self.speeds.forget(info.id)
         record = await self._update(
-            info.id, state="uploaded", offset=info.offset, length=info.length
+            info.id,
+            state="uploaded",
+            offset=info.offset,
+            length=info.length,
+            progress={"stage": "upload", "percent": 100.0, "eta_s": 0},
         )
         await run_blocking(self._announce_finished, info, record)
         log_event(log, "upload.completed", upload_id=info.id, length=info.length)
@@ -60,6 +68,7 @@ class ServiceHooks:
         emit(self.jobs, self.webhooks, "upload.completed", record)
 
     async def terminated(self, info: UploadInfo) -> None:
+        self.speeds.forget(info.id)
         try:
             record = await self._update(
                 info.id, state="terminated", offset=info.offset, progress=None, outputs={}
