@@ -35,10 +35,8 @@ class Checkpoint:
             return
         if isinstance(loaded, dict) and loaded.get("version") == VERSION:
             self.data.update(loaded)
-
-    @property
-    def resumed(self) -> bool:
-        return bool(self.data["pieces"])
+        # Pieces made by an earlier attempt: this one goes on from them.
+        self.resumed = bool(self.data["pieces"])
 
     def done(self, piece: str) -> bool:
         return piece in self.data["pieces"]

@@ -54,11 +54,14 @@ def plan(duration: float, width: int, height: int) -> Storyboard:
 
 def sprite_args(rung_playlist: Path, out_dir: Path, board: Storyboard) -> list[str]:
     """ffmpeg arguments for the sprite sheet, read from one of our own rung playlists."""
-    picture = (
-        own_hls_input(rung_playlist, skip_frame="nokey")
-        .video.filter("fps", fps=f"1/{board.interval}")
-        .filter("scale", board.tile_width, board.tile_height)
-        .filter("tile", f"{board.columns}x{board.rows}")
+    picture = own_hls_input(rung_playlist, skip_frame="nokey").video
+    every = board.interval // SEGMENT_SECONDS
+    if every > 1:
+        # Keyframes only are decoded, one a segment: keep every `every`-th. (The fps
+        # filter would do it by time, but drops the last frame of a short clip.)
+        picture = picture.filter("select", f"not(mod(n,{every}))")
+    picture = picture.filter("scale", board.tile_width, board.tile_height).filter(
+        "tile", f"{board.columns}x{board.rows}"
     )
     output = picture.output(str(out_dir / SPRITE), vframes=1, **{"q:v": 5})
     return list(output.get_args())
