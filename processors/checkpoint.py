@@ -32,7 +32,7 @@ class Checkpoint:
         try:
             loaded = json.loads(self.path.read_text())
         except (OSError, ValueError):
-            return
+            loaded = None
         if isinstance(loaded, dict) and loaded.get("version") == VERSION:
             self.data.update(loaded)
         # Pieces made by an earlier attempt: this one goes on from them.
