@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from upload_service.core.store.base import UploadInfo, UploadStore
 from upload_service.core.store.factory import make_store
 
 from .checkpoint import Checkpoint
+from .content import looks_static
 from .failures import MediaError
 from .joblock import JobLock, lock_ttl
 from .media_tools import MediaTools
@@ -158,6 +159,9 @@ def _run(ctx: PipelineContext, store: UploadStore, info: UploadInfo, state: str)
         tools = MediaTools.for_job(ctx.settings, source, work)
         try:
             media = probe(source, info.kinds, tools)
+            if looks_static(tools, media):
+                media = replace(media, static=True)
+                log_event(log, "pipeline.static_content", upload_id=upload_id)
             job.write(media=media.public(), error=None)
             parts = JobParts(
                 upload_id=upload_id,

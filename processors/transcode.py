@@ -9,9 +9,10 @@ The MP4 is the top rendition's segments remuxed (no second encode); the poster
 is one frame.
 
 The output frame rate is capped (MEDIA_MAX_FPS: lecture content gains nothing
-from 60 fps, and the ladder's cost grows with it). A still picture with sound
-(a cover or a slide over narration: one video frame) gets a video track made
-of that picture, at STILL_FPS, as long as the sound.
+from 60 fps, and the ladder's cost grows with it), and lower still for slides
+(`processors.content`: STATIC_FPS, with x264's still-image tuning). A still
+picture with sound (a cover or a slide over narration: one video frame) gets a
+video track made of that picture, at STILL_FPS, as long as the sound.
 
 Audio only: AAC in an .m4a and an audio HLS, in one run.
 
@@ -30,6 +31,7 @@ from typing import Any
 
 import ffmpeg
 
+from .content import STATIC_FPS
 from .ffmpeg_run import run_ffmpeg
 from .media_policy import OWN_HLS_DEMUXERS
 from .media_tools import MediaTools
@@ -120,6 +122,8 @@ def _picture(tools: MediaTools, src: Any, info: MediaInfo, max_fps: float) -> tu
         video = video.filter("tpad", stop_mode="clone", stop_duration=info.duration)
         video = video.filter("fps", fps=STILL_FPS)
         trim["t"] = info.duration
+    elif info.static and (info.fps is None or info.fps > min(max_fps, STATIC_FPS)):
+        video = video.filter("fps", fps=min(max_fps, STATIC_FPS))
     elif info.fps is None or info.fps > max_fps:
         video = video.filter("fps", fps=max_fps)
     return video, trim
@@ -135,8 +139,8 @@ def _x264(preset: str, info: MediaInfo) -> dict[str, object]:
         "force_key_frames": f"expr:gte(t,n_forced*{SEGMENT_SECONDS})",
         "sc_threshold": 0,
     }
-    if info.still:
-        # A picture over narration: x264's tuning for still content keeps it sharp.
+    if info.still or info.static:
+        # A picture over narration, or slides: x264's tuning for still content.
         codecs["tune"] = "stillimage"
     if info.has_audio:
         codecs.update({"c:a": "aac", "ac": 2})

@@ -5,13 +5,21 @@ progress figure and its ETA, and the upload's own ETA."""
 from __future__ import annotations
 
 import json
+import subprocess
+from dataclasses import replace
 from pathlib import Path
+
+from media_helpers import make_video
 
 from processors.b2 import _by_reference
 from processors.checkpoint import Checkpoint
+from processors.content import looks_static
 from processors.hls_master import write_master
+from processors.media_tools import MediaTools
+from processors.probe import probe
 from processors.progress import SPEECH, JobStatus, Piece
 from processors.storyboard import MAX_TILES, plan, vtt
+from processors.transcode import choose_ladder, rung_args
 from upload_service.core.playlists import rewrite_storyboard
 from upload_service.core.status import StatusStore, new_record
 from upload_service.core.store.base import UploadInfo
@@ -168,3 +176,28 @@ def test_b2_publishes_what_is_named_before_what_names_it(tmp_path: Path) -> None
         ["hls/master.m3u8", "hls/v2/index.m3u8"],
     ]
     assert json.loads(json.dumps(groups))  # plain names, nothing else
+
+
+def test_slides_are_static_and_encoded_at_a_lower_rate_a_test_pattern_is_not(
+    tmp_path: Path,
+) -> None:
+    slides = tmp_path / "slides.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=c=navy:s=640x360:r=30:d=6",
+         "-f", "lavfi", "-i", "color=c=teal:s=640x360:r=30:d=6", "-filter_complex",
+         "[0:v]drawbox=x=40:y=40:w=200:h=100:color=orange:t=fill[a];[a][1:v]concat=n=2[v]",
+         "-map", "[v]", "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+         str(slides)],
+        check=True,
+    )  # fmt: skip
+    pattern = make_video(tmp_path / "pattern.mp4", 4)
+    found = {}
+    for clip in (slides, pattern):
+        tools = MediaTools(clip.resolve(), tmp_path)
+        found[clip.name] = looks_static(tools, probe(clip, None, tools))
+    assert found == {"slides.mp4": True, "pattern.mp4": False}
+
+    tools = MediaTools(slides.resolve(), tmp_path)
+    info = replace(probe(slides, None, tools), static=True)
+    args = " ".join(rung_args(tools, tmp_path, info, 0, choose_ladder(640, 360)[0], 30.0))
+    assert "fps=fps=10" in args and "-tune stillimage" in args
