@@ -31,11 +31,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from redis import Redis
 
+from processors.content import looks_static
 from processors.ffmpeg_run import BASE_ARGS
 from processors.media_tools import MediaTools
 from processors.probe import DECODE_SECONDS, describe, ffprobe
@@ -146,6 +147,10 @@ def bare_commands(source: Path, out: Path) -> tuple[list[list[str]], list[list[s
     assert data is not None
     info = describe(data)
     assert info is not None and info.width and info.height and info.duration
+    # The pipeline's decision too: slides are encoded as slides (its packet scan, a
+    # demux of the first minute, is left out of the bare time).
+    info = replace(info, static=looks_static(tools, info))
+    assert info.width and info.height and info.duration
     decode = ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error"]
     tail = ["-t", str(DECODE_SECONDS), "-f", "null", "-"]
     ladder = choose_ladder(info.width, info.height, info.has_audio)
