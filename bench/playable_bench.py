@@ -225,13 +225,16 @@ def worker_proc(settings: Settings) -> subprocess.Popen[bytes]:
 
 
 def tree_cpu(pid: int) -> float:
-    """CPU seconds of the worker process and its children (the ones reaped, and live ones)."""
-    total = procs.cpu_seconds(pid)
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    total += (int(fields[13]) + int(fields[14])) / ticks  # cutime, cstime
-    return total
+    """CPU seconds of a process and all its descendants: the worker's own, its Dramatiq
+    worker processes', their running ffmpeg's and (through the kernel's children
+    accounting) every ffmpeg they already waited for."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    own = sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime..cstime
+    return own + sum(tree_cpu(child) for child in procs.children_of(pid))
 
 
 def run_worker(

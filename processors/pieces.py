@@ -205,12 +205,17 @@ def _make(job: JobParts, piece: str, make: Callable[[], Any]) -> Any:
 def _encode_rung(
     job: JobParts, ladder: list[Rendition], index: int, deadline: Deadline, preset: str
 ) -> None:
+    low = len(ladder) - 1
+    # The first rung's AAC serves the others (copied, not encoded again).
+    audio = job.out / rung_dir(low) / "index.m3u8" if index != low else None
+
     def make() -> None:
         folder = job.out / rung_dir(index)
         shutil.rmtree(folder, ignore_errors=True)  # what a killed run left of it
         folder.mkdir(parents=True)
+        limits = job.tools.limits
         args = rung_args(
-            job.tools, job.out, job.media, index, ladder[index], job.tools.limits.max_fps, preset
+            job.tools, job.out, job.media, index, ladder[index], limits.max_fps, preset, audio
         )
         _ffmpeg(job, args, deadline, f"rung{index}")
 

@@ -167,21 +167,33 @@ def rung_args(
     rung: Rendition,
     max_fps: float,
     preset: str = LADDER_PRESET,
+    audio_from: Path | None = None,
 ) -> list[str]:
     """ffmpeg arguments for one rung as HLS in `hls/v<index>/`, with a one-variant
-    master (`variant.m3u8`) that says what the rung's stream is (`hls_master` merges them)."""
-    src = _source(tools)
+    master (`variant.m3u8`) that says what the rung's stream is (`hls_master` merges them).
+
+    `audio_from`: a rung already made (its playlist), whose AAC is copied rather than
+    encoded again: every rung carries the same audio, and encoding it costs about as
+    much CPU as a small rung's pictures of slides."""
+    # Slides: frames no other frame refers to are not even decoded (a third of the
+    # decoder's work in a common encode), as a STATIC_FPS output drops most frames anyway.
+    src = _source(tools, skip_frame="noref") if info.static else _source(tools)
     video, trim = _picture(tools, src, info, max_fps)
     streams = [video.filter("scale", rung.width, rung.height)]
     options = _rate_options(rung, "v")
-    if info.has_audio:
+    codecs = _x264(preset, info)
+    if info.has_audio and audio_from is not None:
+        streams.append(own_hls_input(audio_from).audio)
+        codecs.update({"c:a": "copy"})
+        codecs.pop("ac", None)
+    elif info.has_audio:
         streams.append(src.audio)
         options["b:a"] = rung.audio_bitrate
     folder = out_dir / rung_dir(index)
     output = ffmpeg.output(
         *streams,
         str(folder / "index.m3u8"),
-        **_x264(preset, info),
+        **codecs,
         **options,
         **trim,
         f="hls",
