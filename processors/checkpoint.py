@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ VERSION = 1
 class Checkpoint:
     def __init__(self, work: Path) -> None:
         self.path = Path(work) / MANIFEST
+        # The transcript's thread records its piece beside the encoder's.
+        self.lock = threading.Lock()
         self.data: dict[str, Any] = {"version": VERSION, "pieces": {}, "runs": {}}
         try:
             loaded = json.loads(self.path.read_text())
@@ -46,13 +49,15 @@ class Checkpoint:
 
     def started(self, piece: str) -> None:
         """Count a run of `piece` (before it runs: a run killed midway counts too)."""
-        runs = self.data["runs"]
-        runs[piece] = runs.get(piece, 0) + 1
-        self._save()
+        with self.lock:
+            runs = self.data["runs"]
+            runs[piece] = runs.get(piece, 0) + 1
+            self._save()
 
     def finish(self, piece: str, value: Any = True) -> None:
-        self.data["pieces"][piece] = value
-        self._save()
+        with self.lock:
+            self.data["pieces"][piece] = value
+            self._save()
 
     def runs(self, piece: str) -> int:
         return int(self.data["runs"].get(piece, 0))

@@ -167,6 +167,7 @@ def test_video_goes_from_uploading_to_ready_with_hls(
     assert states == {
         "upload.created": ["uploading"],
         "upload.completed": ["uploaded"],
+        "media.playable": ["playable"],
         "media.ready": ["ready"],
     }
     # Signed as each was handed out: the same URLs, and each carries a signature.
