@@ -28,18 +28,8 @@ from pathlib import Path
 
 from redis import Redis
 
-from processors.ffmpeg_run import BASE_ARGS
-from processors.media_tools import MediaTools
 from processors.pipeline import PipelineContext, process_upload
-from processors.probe import DECODE_SECONDS, describe, ffprobe
 from processors.publish import make_publisher
-from processors.transcode import (
-    choose_ladder,
-    mp4_args,
-    poster_args,
-    poster_seconds,
-    video_hls_args,
-)
 from upload_service.core.jobs import DramatiqJobQueue, MemoryJobQueue
 from upload_service.core.settings import Settings
 from upload_service.core.status import StatusStore, new_record
@@ -62,23 +52,10 @@ def make_clip(path: Path, seconds: float, size: str) -> Path:
 def bare_commands(source: Path, out_dir: Path) -> list[list[str]]:
     """Exactly the commands the pipeline runs for a video, minus the progress pipe
     and the sandbox (bubblewrap and rlimits): what containment costs shows."""
-    tools = MediaTools(source.resolve(), out_dir.resolve())
-    data = ffprobe(tools)
-    assert data is not None
-    info = describe(data)
-    assert info is not None and info.width and info.height
-    decode = ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error"]
-    tail = ["-t", str(DECODE_SECONDS), "-f", "null", "-"]
-    ladder = choose_ladder(info.width, info.height, info.has_audio)
-    fps = tools.limits.max_fps
-    return [
-        ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", *tools.input()],
-        [*decode, *tools.input(), *tail],
-        [*decode, "-sseof", f"-{DECODE_SECONDS}", *tools.input(), *tail],
-        [*BASE_ARGS, *video_hls_args(tools, out_dir, info, ladder, fps)],
-        [*BASE_ARGS, *mp4_args(out_dir)],
-        [*BASE_ARGS, *poster_args(tools, out_dir, info, ladder[0], poster_seconds(info))],
-    ]
+    from .playable_bench import bare_commands as in_two_parts
+
+    first, rest = in_two_parts(source, out_dir)
+    return first + rest
 
 
 def cpu_seconds() -> float:
@@ -96,7 +73,8 @@ Timing = tuple[float, float]  # (wall seconds, CPU seconds)
 def run_bare(source: Path, work: Path) -> Timing:
     out = work / "bare"
     shutil.rmtree(out, ignore_errors=True)
-    (out / "hls").mkdir(parents=True)
+    for rung in range(4):
+        (out / f"hls/v{rung}").mkdir(parents=True)
     cpu, started = cpu_seconds(), time.perf_counter()
     for command in bare_commands(source, out):
         subprocess.run(command, check=True, capture_output=True)

@@ -17,7 +17,7 @@ from ._exceptions import (
 )
 from ._resume import JSONURLStore, SampleFingerprint, default_cache_dir
 from ._retry import RetryPolicy
-from ._status import FINAL_STATES, StatusClient
+from ._status import FINAL_STATES, PLAYABLE_STATES, StatusClient, describe_progress
 from ._tokens import mint_upload_token
 from ._uploader import Uploader, UploadResult
 from .webhooks import (
@@ -31,6 +31,7 @@ from .webhooks import (
 
 __all__ = [
     "FINAL_STATES",
+    "PLAYABLE_STATES",
     "ChecksumMismatch",
     "Gone",
     "JSONURLStore",
@@ -54,5 +55,6 @@ __all__ = [
     "InvalidTimestampError",
     "MissingHeadersError",
     "WebhookVerificationError",
+    "describe_progress",
     "verify_webhook",
 ]

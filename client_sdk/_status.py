@@ -18,7 +18,30 @@ from ._retry import RetryPolicy
 
 Record = dict[str, Any]
 FINAL_STATES = frozenset({"ready", "failed", "terminated", "expired"})
+# The media plays from `outputs.hls` (the smallest rendition at first) in these.
+PLAYABLE_STATES = frozenset({"playable", "ready"})
 MAX_BATCH = 100
+
+
+def describe_progress(record: Record) -> str:
+    """`progress` in words, as a person reads it: "transcode 42%, ready in about 2 min"."""
+    progress = record.get("progress") or {}
+    if not progress:
+        return ""
+    text = f"{progress.get('stage')} {progress.get('percent') or 0:.0f}%"
+    eta = progress.get("eta_s")
+    if isinstance(eta, (int, float)) and eta > 0 and record.get("state") not in FINAL_STATES:
+        goal = "uploaded" if progress.get("stage") == "upload" else "ready"
+        text += f", {goal} in about {_duration(eta)}"
+    return text
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 class StatusClient:
@@ -185,3 +208,8 @@ class StatusClient:
                     f"upload {upload_id} still {record.get('state')!r} after {timeout}s"
                 )
             time.sleep(max(0.0, min(poll_interval, deadline - time.monotonic())))
+
+    def wait_playable(self, upload_id: str, timeout: float = 600.0, **options: Any) -> Record:
+        """Poll until the media can be played (`playable` or `ready`) or will never be."""
+        until = PLAYABLE_STATES | FINAL_STATES
+        return self.wait(upload_id, timeout, until=until, **options)

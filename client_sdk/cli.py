@@ -32,7 +32,7 @@ from ._exceptions import (
 from ._progress import ProgressBar, human_bytes
 from ._rate import RateLimit
 from ._retry import RetryPolicy
-from ._status import StatusClient
+from ._status import StatusClient, describe_progress
 from ._uploader import Uploader, UploadResult
 
 EXIT_OK = 0
@@ -238,11 +238,18 @@ def absolute_urls(value: Any, server: str) -> Any:
 
 
 def _follow(args: argparse.Namespace, result: UploadResult) -> int:
+    announced: list[str] = []
+
     def show(record: dict[str, object]) -> None:
-        progress = record.get("progress") or {}
-        assert isinstance(progress, dict)
-        stage = f" {progress.get('stage')} {progress.get('percent') or 0:.0f}%" if progress else ""
-        print(f"state: {record.get('state')}{stage}", file=sys.stderr)
+        progress = describe_progress(record)
+        print(f"state: {record.get('state')}{' ' + progress if progress else ''}", file=sys.stderr)
+        outputs = record.get("outputs") or {}
+        assert isinstance(outputs, dict)
+        if record.get("state") == "playable" and outputs.get("hls") and not announced:
+            # The smallest rendition plays already: the rest joins the same playlist.
+            announced.append(str(outputs["hls"]))
+            hls = absolute_urls(outputs["hls"], args.server)
+            print(f"playable now: {hls}", file=sys.stderr)
 
     with StatusClient(args.server, args.api_key or args.token) as status:
         try:

@@ -49,6 +49,15 @@ MB = 1024 * 1024
 PublishItem = tuple[Path, str]
 
 
+def _by_reference(items: list[PublishItem]) -> list[list[PublishItem]]:
+    """Media, then the WebVTT files that name media, then the playlists that name both."""
+    rank = {".vtt": 1, ".m3u8": 2}
+    groups: list[list[PublishItem]] = [[], [], []]
+    for item in items:
+        groups[rank.get(Path(item[1]).suffix, 0)].append(item)
+    return [group for group in groups if group]
+
+
 class B2PublishError(RuntimeError):
     """B2 answered, but not with what we uploaded (size or SHA-1 differ)."""
 
@@ -219,6 +228,27 @@ class B2Publisher:
     def publish(
         self, upload_id: str, items: list[PublishItem], on_progress: Callable[[float], None]
     ) -> dict[str, str]:
+        return self._publish(upload_id, items, on_progress, keep_local=self.keep_local)
+
+    def add(
+        self, upload_id: str, items: list[PublishItem], on_progress: Callable[[float], None]
+    ) -> dict[str, str]:
+        # Each B2 upload replaces its name at once, but files of one publish go up
+        # side by side: so in groups, what names others (VTT, then playlists) after
+        # what they name. The job still needs its local files (the MP4 is remuxed
+        # from a rung, the storyboard read from one): they stay.
+        urls: dict[str, str] = {}
+        for group in _by_reference(items):
+            urls.update(self._publish(upload_id, group, on_progress, keep_local=True))
+        return urls
+
+    def _publish(
+        self,
+        upload_id: str,
+        items: list[PublishItem],
+        on_progress: Callable[[float], None],
+        keep_local: bool,
+    ) -> dict[str, str]:
         started = time.monotonic()
         planned = [self._plan(upload_id, path, name) for path, name in items]
         folder = self.folder(upload_id)
@@ -239,7 +269,7 @@ class B2Publisher:
         # Anything still unfinished under the folder is ours and now useless.
         self._cancel_unfinished(folder, keep=set())
         progress.finish()
-        if not self.keep_local:
+        if not keep_local:
             self._remove_local(planned)
         log_event(
             log,

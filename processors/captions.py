@@ -144,7 +144,7 @@ def _split_long(words: Iterable[Word], max_chars: int) -> Iterable[Word]:
             yield Word(word.start + k * step, word.start + (k + 1) * step, piece, word.probability)
 
 
-def _timestamp(seconds: float, separator: str) -> str:
+def timestamp(seconds: float, separator: str) -> str:
     ms = max(0, round(seconds * 1000))
     hours, ms = divmod(ms, 3_600_000)
     minutes, ms = divmod(ms, 60_000)
@@ -160,7 +160,7 @@ def to_vtt(cues: Iterable[Cue], header: str = "") -> str:
     """WebVTT text; `header` lines (such as X-TIMESTAMP-MAP) go right after the signature."""
     parts = ["WEBVTT\n" + (header.rstrip("\n") + "\n" if header else "")]
     for cue in cues:
-        timing = f"{_timestamp(cue.start, '.')} --> {_timestamp(cue.end, '.')}"
+        timing = f"{timestamp(cue.start, '.')} --> {timestamp(cue.end, '.')}"
         parts.append(timing + "\n" + "\n".join(_vtt_escape(line) for line in cue.lines) + "\n")
     return "\n".join(parts)
 
@@ -168,7 +168,7 @@ def to_vtt(cues: Iterable[Cue], header: str = "") -> str:
 def to_srt(cues: Iterable[Cue]) -> str:
     parts = []
     for index, cue in enumerate(cues, start=1):
-        timing = f"{_timestamp(cue.start, ',')} --> {_timestamp(cue.end, ',')}"
+        timing = f"{timestamp(cue.start, ',')} --> {timestamp(cue.end, ',')}"
         # SRT has no escaping: keep a cue's text from looking like a timing line.
         text = "\n".join(line.replace("-->", "->") for line in cue.lines)
         parts.append(f"{index}\n{timing}\n{text}\n")

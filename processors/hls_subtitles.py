@@ -27,6 +27,11 @@ _SUBTITLES_ATTR = re.compile(r'(?<![A-Z-])SUBTITLES="[^"]*"')
 
 def add_subtitles(hls_dir: Path, lang: str, cues: list[Cue], duration: float) -> list[str]:
     """Write the rendition and list it in `hls_dir/master.m3u8`; names written, under hls_dir."""
+    return add_subtitles_vtt(hls_dir, lang, to_vtt(cues), duration)
+
+
+def add_subtitles_vtt(hls_dir: Path, lang: str, vtt: str, duration: float) -> list[str]:
+    """`add_subtitles` for captions already written as WebVTT text."""
     master = hls_dir / "master.m3u8"
     text = master.read_text()
     vtt_name, playlist_name = f"subs_{lang}.vtt", f"subs_{lang}.m3u8"
@@ -34,7 +39,7 @@ def add_subtitles(hls_dir: Path, lang: str, cues: list[Cue], duration: float) ->
     # ffmpeg's HLS muxer starts TS timestamps at 1.4 s, not 0, so we ask the first segment.
     offset = _first_segment_pts(hls_dir, text)
     header = f"X-TIMESTAMP-MAP=MPEGTS:{offset},LOCAL:00:00:00.000" if offset is not None else ""
-    _write(hls_dir / vtt_name, to_vtt(cues, header=header))
+    _write(hls_dir / vtt_name, _with_header(vtt, header))
     _write(
         hls_dir / playlist_name,
         "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-PLAYLIST-TYPE:VOD\n"
@@ -43,6 +48,14 @@ def add_subtitles(hls_dir: Path, lang: str, cues: list[Cue], duration: float) ->
     )
     _write(master, with_subtitles(text, lang, playlist_name))
     return [vtt_name, playlist_name, "master.m3u8"]
+
+
+def _with_header(vtt: str, header: str) -> str:
+    """`header` right after the WEBVTT signature line, where to_vtt puts it."""
+    if not header:
+        return vtt
+    signature, _, rest = vtt.partition("\n")
+    return f"{signature}\n{header}\n{rest}"
 
 
 def with_subtitles(master: str, lang: str, uri: str) -> str:

@@ -1,8 +1,9 @@
-"""What runs after an upload finishes: probe → transcode → transcribe → publish.
+"""What runs after an upload finishes: probe, then the job's pieces (`processors.pieces`).
 
 Plain functions around a `PipelineContext`; `processors.actors` wraps them in
-Dramatiq actors. Status: `uploaded` → `processing` (progress.stage and
-percent) → `ready` with `outputs` and `media`, or `failed` with `error`.
+Dramatiq actors. Status: `uploaded` → `processing` (progress: stage, percent of
+the whole job, eta_s) → `playable` (the smallest rendition published) →
+`ready` with every output, or `failed` with `error`.
 
 Failures (see `processors.failures`): bad media ends `failed` here and returns
 normally, so Dramatiq never retries it; anything else propagates and Dramatiq
@@ -11,8 +12,9 @@ retries it with backoff; when retries run out `mark_exhausted` records
 
 Idempotent: an upload already `ready` (or finally `failed`, or gone) is left
 alone, so a redelivered or duplicated message does no work twice. A redo after
-a crash starts from scratch in a wiped work dir and publishes the same names,
-so it ends with the same outputs.
+a crash, or a retry, resumes from the checkpoint in the job's work dir
+(`processors.checkpoint`): the pieces already made are not made again, and it
+publishes the same names, so it ends with the same outputs.
 
 The upload's bytes come through the store protocol (`processors.source`).
 The original itself is never published: it stays in the store, private, and
@@ -25,26 +27,29 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from upload_service.core.events import emit
 from upload_service.core.jobs import JobQueue
 from upload_service.core.logs import log_event
-from upload_service.core.settings import Settings
+from upload_service.core.settings import Settings, usable_cpus
 from upload_service.core.status import Record, StatusStore, UploadEnded
 from upload_service.core.store.base import UploadInfo, UploadStore
 from upload_service.core.store.factory import make_store
 
+from .checkpoint import Checkpoint
+from .content import looks_static
 from .failures import MediaError, OutOfSpace, is_out_of_space
-from .ffmpeg_run import Throttle
 from .joblock import JobLock, lock_ttl
 from .media_tools import MediaTools
-from .outputs import build_outputs
+from .pieces import JobParts, run_pieces
 from .probe import MediaInfo, probe
+from .progress import JobStatus
 from .publish import Publisher
 from .source import fetch_source, load_upload
-from .transcode import transcode
+from .speech import get_engine
 from .transcribe import TranscriptionResult, transcribe_media
 from .workdir import job_dir, remove_job_dir
 
@@ -89,26 +94,6 @@ def transcribe_timeout(settings: Settings, duration: float | None) -> float:
     return max(
         settings.transcribe_timeout_min, settings.transcribe_timeout_factor * (duration or 0)
     )
-
-
-class Progress:
-    """Writes `processing` with {stage, percent}, throttled to about once a second."""
-
-    def __init__(self, ctx: PipelineContext, upload_id: str) -> None:
-        self.ctx = ctx
-        self.upload_id = upload_id
-        self.stage = "probe"
-
-    def _write(self, percent: float) -> None:
-        # advance, not update: raises UploadEnded once the upload was deleted, and
-        # every stage reports progress, so a DELETE stops the job within a tick.
-        progress = {"stage": self.stage, "percent": percent}
-        self.ctx.status.advance(self.upload_id, state="processing", progress=progress)
-
-    def start(self, stage: str) -> Callable[[float], None]:
-        self.stage = stage
-        self._write(0.0)
-        return Throttle(self._write)
 
 
 def process_upload(upload_id: str, ctx: PipelineContext) -> Record | None:
@@ -183,50 +168,46 @@ def _stopped(ctx: PipelineContext, upload_id: str, state: str) -> Record | None:
     return ctx.status.get(upload_id)
 
 
-def _run(ctx: PipelineContext, store: UploadStore, info: UploadInfo, state: str) -> Record:
+def _run(ctx: PipelineContext, store: UploadStore, info: UploadInfo, state: str) -> Record | None:
     upload_id = info.id
     started = time.monotonic()
     log_event(log, "pipeline.started", upload_id=upload_id, attempt_state=state)
-    progress = Progress(ctx, upload_id)
-    with job_dir(ctx.settings.work_dir, upload_id) as work:
-        progress.start("probe")
+    job = JobStatus(ctx.status, upload_id)
+    with job_dir(ctx.settings.work_dir, upload_id, resume=True) as work:
+        checkpoint = Checkpoint(work)
+        if state != "playable":
+            job.write(state="processing", progress={"stage": "probe", "percent": 0.0})
         source = fetch_source(store, info, work)
         tools = MediaTools.for_job(ctx.settings, source, work)
         try:
             media = probe(source, info.kinds, tools)
-            ctx.status.advance(upload_id, media=media.public(), error=None)
-            out_dir = work / "out"
-            result = transcode(
-                tools,
-                out_dir,
-                media,
+            if looks_static(tools, media):
+                media = replace(media, static=True)
+                log_event(log, "pipeline.static_content", upload_id=upload_id)
+            job.write(media=media.public(), error=None)
+            parts = JobParts(
+                upload_id=upload_id,
+                tools=tools,
+                media=media,
+                work=work,
+                publisher=ctx.publisher,
+                status=job,
+                checkpoint=checkpoint,
                 timeout=transcode_timeout(ctx.settings, media.duration),
-                log_path=work / "ffmpeg.log",
-                on_progress=progress.start("transcode"),
+                original_url=ctx.settings.download_url(upload_id),
+                transcribe=_transcriber(ctx, upload_id, tools, media, info),
+                emit_event=lambda event, record: emit(ctx.jobs, ctx.webhooks, event, record),
+                was_playable=state == "playable",
             )
+            record = run_pieces(parts)
         except MediaError as exc:
-            return fail(ctx, upload_id, exc.code, exc.message)
-        captions = None
-        if ctx.settings.transcribe and media.has_audio:
-            # The token's meta may name the lesson's language; else the setting; else detected.
-            language = info.meta.get("language") or ctx.settings.transcribe_language
-            captions = _transcribe(
-                ctx, upload_id, tools, media, out_dir, language, progress.start("transcribe")
-            )
-        # Outputs only: the uploaded bytes are hostile and private (GET /files/{id}).
-        items = [
-            (p, str(p.relative_to(out_dir))) for p in sorted(out_dir.rglob("*")) if p.is_file()
-        ]
-        urls = ctx.publisher.publish(upload_id, items, progress.start("publish"))
-    outputs = build_outputs(urls, ctx.settings.download_url(upload_id), result, captions)
-    record = ctx.status.advance(
-        upload_id,
-        state="ready",
-        progress={"stage": "publish", "percent": 100.0},
-        media=media.public(),
-        outputs=outputs,
-        error=None,
-    )
+            # A failed upload plays nothing, even if its first rung was published.
+            ctx.publisher.unpublish(upload_id)
+            return fail(ctx, upload_id, exc.code, exc.message, outputs={})
+        except UploadEnded as ended:
+            return _stopped(ctx, upload_id, ended.state)
+        # Anything else is transient: Dramatiq retries, and the work dir (with its
+        # checkpoint) is kept for the retry, which resumes from it.
     emit(ctx.jobs, ctx.webhooks, "media.ready", record)
     log_event(
         log,
@@ -234,10 +215,30 @@ def _run(ctx: PipelineContext, store: UploadStore, info: UploadInfo, state: str)
         upload_id=upload_id,
         kind=media.kind,
         duration=media.duration,
-        renditions=len(result.renditions),
+        renditions=len(record["outputs"].get("renditions") or []),
+        resumed=checkpoint.resumed,
+        # Runs of each piece over every attempt: 1 each, unless a piece was cut short.
+        runs=checkpoint.data["runs"],
         seconds=round(time.monotonic() - started, 2),
     )
     return record
+
+
+def _transcriber(
+    ctx: PipelineContext, upload_id: str, tools: MediaTools, media: MediaInfo, info: UploadInfo
+) -> Callable[[Path, Callable[[float], None]], TranscriptionResult | None] | None:
+    """What makes the transcript into a folder, or None when there is none to make."""
+    if not (ctx.settings.transcribe and media.has_audio):
+        return None
+    # The token's meta may name the lesson's language; else the setting; else detected.
+    language = info.meta.get("language") or ctx.settings.transcribe_language
+
+    def transcribe(
+        folder: Path, on_progress: Callable[[float], None]
+    ) -> TranscriptionResult | None:
+        return _transcribe(ctx, upload_id, tools, media, folder, language, on_progress)
+
+    return transcribe
 
 
 def _transcribe(
@@ -257,6 +258,7 @@ def _transcribe(
             language,
             ctx.settings.whisper_model,
             on_progress,
+            engine=get_engine(ctx.settings.whisper_model, speech_threads(ctx.settings)),
             tools=tools,
             timeout=transcribe_timeout(ctx.settings, media.duration),
         )
@@ -273,8 +275,14 @@ def _transcribe(
         return None
 
 
-def fail(ctx: PipelineContext, upload_id: str, code: str, message: str) -> Record:
-    record = ctx.status.advance(upload_id, state="failed", error={"code": code, "message": message})
+def speech_threads(settings: Settings) -> int:
+    """TRANSCRIBE_THREADS, or half the usable CPUs: the encoder has the rest."""
+    return settings.transcribe_threads or max(1, usable_cpus() // 2)
+
+
+def fail(ctx: PipelineContext, upload_id: str, code: str, message: str, **changes: Any) -> Record:
+    error = {"code": code, "message": message}
+    record = ctx.status.advance(upload_id, state="failed", error=error, **changes)
     emit(ctx.jobs, ctx.webhooks, "media.failed", record)
     log_event(log, "pipeline.failed", logging.WARNING, upload_id=upload_id, code=code, msg=message)
     return record
@@ -283,12 +291,20 @@ def fail(ctx: PipelineContext, upload_id: str, code: str, message: str) -> Recor
 def mark_exhausted(ctx: PipelineContext, upload_id: str, reason: str) -> Record | None:
     """Retries ran out on a transient failure: tell the backend it will not finish."""
     record = ctx.status.get(upload_id)
+    remove_job_dir(ctx.settings.work_dir, upload_id)  # no retry will resume from it
     if record is None or record["state"] in SETTLED or record["state"] == "failed":
         return record
     # The last attempt's transient code (a full disk) says more than a generic one.
     code = (record.get("error") or {}).get("code") or "processing_failed"
     try:
-        return fail(ctx, upload_id, code, f"processing failed after retries: {reason}")
+        ctx.publisher.unpublish(upload_id)
+        return fail(
+            ctx,
+            upload_id,
+            code,
+            f"processing failed after retries: {reason}",
+            outputs={},
+        )
     except UploadEnded:
         return ctx.status.get(upload_id)
 

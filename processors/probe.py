@@ -50,6 +50,8 @@ class MediaInfo:
     fps: float | None = None  # the video's average frame rate
     # One picture (a slide, a cover) with sound: its video track is built from it.
     still: bool = False
+    # Pictures that hardly ever change (slides): `processors.content` decides.
+    static: bool = False
 
     def public(self) -> dict[str, Any]:
         """The status record's `media` object."""

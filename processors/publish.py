@@ -29,6 +29,15 @@ class Publisher(Protocol):
         """Make every item public (idempotent: safe to run again); name -> URL."""
         ...
 
+    def add(
+        self, upload_id: str, items: list[PublishItem], on_progress: ProgressCallback
+    ) -> dict[str, str]:
+        """Make items public beside what already is, one by one in their order, each
+        whole when it appears (a new name, or an old one replaced at once), and
+        leave the local files in place; name -> URL. A playable upload is published
+        so: its playlists after the segments they list, while players read them."""
+        ...
+
     def unpublish(self, upload_id: str) -> None:
         """Remove everything published for the upload, however far a publish got.
 
@@ -75,6 +84,25 @@ class LocalPublisher:
             final.rename(old)
         staging.rename(final)
         shutil.rmtree(old, ignore_errors=True)
+        return {name: self.url(upload_id, name) for _, name in items}
+
+    def add(
+        self, upload_id: str, items: list[PublishItem], on_progress: ProgressCallback
+    ) -> dict[str, str]:
+        final = safe_child(self.media_dir, upload_id)
+        for done, (path, name) in enumerate(items, start=1):
+            target = final / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # Linked (or copied) under a temp name, then renamed over the old one:
+            # a player reading the name meanwhile gets the old file or the new, whole.
+            tmp = target.with_name(f".{target.name}.tmp")
+            tmp.unlink(missing_ok=True)
+            try:
+                os.link(path, tmp)  # same filesystem: no copy at all
+            except OSError:
+                shutil.copyfile(path, tmp)
+            os.replace(tmp, target)
+            on_progress(100.0 * done / len(items))
         return {name: self.url(upload_id, name) for _, name in items}
 
     def unpublish(self, upload_id: str) -> None:

@@ -72,15 +72,16 @@ def default_model_path() -> Path:
 class FasterWhisperEngine:
     """Whisper through faster-whisper (CTranslate2), int8 on the CPU."""
 
-    def __init__(self, model: str | None = None) -> None:
+    def __init__(self, model: str | None = None, threads: int | None = None) -> None:
         from faster_whisper import WhisperModel  # heavy import: only where it is used
 
         # A path is used as is; anything else is a model name that faster-whisper
         # fetches from its hub (which needs network access).
         source = model or str(default_model_path())
         self.name = source
-        # CTranslate2 defaults to 4 threads; more than the cores only adds contention.
-        threads = min(4, os.cpu_count() or 1)
+        # CTranslate2 defaults to 4 threads; more than the cores only adds contention,
+        # and the encoder runs beside it (TRANSCRIBE_THREADS).
+        threads = threads or min(4, os.cpu_count() or 1)
         self._model = WhisperModel(source, device="cpu", compute_type="int8", cpu_threads=threads)
         self.languages = set(self._model.supported_languages)
 
@@ -126,13 +127,13 @@ _engines: dict[str, SpeechEngine] = {}
 _engines_lock = threading.Lock()
 
 
-def get_engine(model: str | None = None) -> SpeechEngine:
+def get_engine(model: str | None = None, threads: int | None = None) -> SpeechEngine:
     """The engine for `model`, loaded on first use and kept for the process's life."""
-    key = model or ""
+    key = f"{model or ''}@{threads or ''}"
     with _engines_lock:  # Dramatiq threads may ask at the same moment: load once
         engine = _engines.get(key)
         if engine is None:
-            engine = FasterWhisperEngine(model)
+            engine = FasterWhisperEngine(model, threads)
             _engines[key] = engine
             log_event(log, "transcribe.model_loaded", model=engine.name)
         return engine

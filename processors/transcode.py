@@ -1,17 +1,18 @@
-"""H.264/AAC renditions, HLS, an MP4 and a poster, with ffmpeg-python.
+"""The ffmpeg commands for H.264/AAC renditions, HLS, an MP4 and a poster (ffmpeg-python).
 
-Video: one ffmpeg run splits the decoded picture into every rendition of the
-ladder and writes them all as HLS with a master playlist (decoding once is
-most of the saving). Keyframes are forced every SEGMENT_SECONDS and scene-cut
-keyframes are off, so the segments of every rendition start at the same
-instants and a player can switch between them at any segment boundary. The
-MP4 is the top rendition's segments remuxed (no second encode); the poster is
-one frame.
+Video: one ffmpeg run per rung of the ladder (`processors.pieces` says why and
+in which order), each written as HLS with a one-variant master that
+`processors.hls_master` merges. Keyframes are forced every SEGMENT_SECONDS and
+scene-cut keyframes are off, so the segments of every rendition start at the
+same instants and a player can switch between them at any segment boundary.
+The MP4 is the top rendition's segments remuxed (no second encode); the poster
+is one frame.
 
 The output frame rate is capped (MEDIA_MAX_FPS: lecture content gains nothing
-from 60 fps, and the ladder's cost grows with it). A still picture with sound
-(a cover or a slide over narration: one video frame) gets a video track made
-of that picture, at STILL_FPS, as long as the sound.
+from 60 fps, and the ladder's cost grows with it), and lower still for slides
+(`processors.content`: STATIC_FPS, with x264's still-image tuning). A still
+picture with sound (a cover or a slide over narration: one video frame) gets a
+video track made of that picture, at STILL_FPS, as long as the sound.
 
 Audio only: AAC in an .m4a and an audio HLS, in one run.
 
@@ -24,12 +25,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import ffmpeg
 
+from .content import STATIC_FPS
 from .ffmpeg_run import run_ffmpeg
 from .media_policy import OWN_HLS_DEMUXERS
 from .media_tools import MediaTools
@@ -41,7 +43,16 @@ STILL_FPS = 5
 # (short side, H.264 bitrate): common VOD rungs; the source picks the ones it can fill.
 LADDER = ((1080, 5_000_000), (720, 2_800_000), (480, 1_400_000), (360, 800_000))
 AUDIO_BITRATE = 128_000
+# ffmpeg's own AAC encoder. Its default coder (twoloop) took 18 CPU seconds for ten
+# minutes of a lecture, on the way to playable; "fast" took 9, with no audible loss
+# on speech at this bitrate.
+AAC = {"c:a": "aac", "aac_coder": "fast", "ac": 2}
 MASTER = "hls/master.m3u8"
+# Each rung's own one-variant master, merged into MASTER (never published).
+VARIANT = "variant.m3u8"
+LADDER_PRESET = "veryfast"
+# The first rung only has to play soon: the smallest, at the quickest preset.
+PLAYABLE_PRESET = "superfast"
 
 
 @dataclass(frozen=True)
@@ -54,15 +65,6 @@ class Rendition:
     @property
     def bitrate(self) -> int:
         return self.video_bitrate + self.audio_bitrate
-
-
-@dataclass
-class TranscodeResult:
-    hls: str
-    renditions: list[tuple[Rendition, str]]  # (rendition, its playlist's relative name)
-    download: str  # video.mp4 or audio.m4a
-    poster: str | None
-    files: list[str] = field(default_factory=list)  # every file written, relative
 
 
 def _even(value: float) -> int:
@@ -91,7 +93,7 @@ def choose_ladder(width: int, height: int, has_audio: bool = True) -> list[Rendi
 ProgressFn = Callable[[float], None]
 
 
-class _Deadline:
+class Deadline:
     def __init__(self, seconds: float) -> None:
         self.end = time.monotonic() + seconds
 
@@ -115,11 +117,8 @@ def _source(tools: MediaTools, **options: object) -> Any:
     return ffmpeg.input(tools.input_name, **tools.input_options(), **options)
 
 
-def video_hls_args(
-    tools: MediaTools, out_dir: Path, info: MediaInfo, ladder: list[Rendition], max_fps: float
-) -> list[str]:
-    """ffmpeg arguments for the whole ladder as HLS under `out_dir`."""
-    src = _source(tools)
+def _picture(tools: MediaTools, src: Any, info: MediaInfo, max_fps: float) -> tuple[Any, dict]:
+    """The source's picture at the output frame rate, and the output options it needs."""
     video = src.video
     trim: dict[str, object] = {}
     if info.still and info.duration:
@@ -127,39 +126,87 @@ def video_hls_args(
         video = video.filter("tpad", stop_mode="clone", stop_duration=info.duration)
         video = video.filter("fps", fps=STILL_FPS)
         trim["t"] = info.duration
+    elif info.static and (info.fps is None or info.fps > min(max_fps, STATIC_FPS)):
+        video = video.filter("fps", fps=min(max_fps, STATIC_FPS))
     elif info.fps is None or info.fps > max_fps:
         video = video.filter("fps", fps=max_fps)
-    pictures = video.filter_multi_output("split", len(ladder))
-    streams = []
-    options: dict[str, object] = {}
-    groups = []
-    for i, rung in enumerate(ladder):
-        streams.append(pictures.stream(i).filter("scale", rung.width, rung.height))
-        options[f"b:v:{i}"] = rung.video_bitrate
-        options[f"maxrate:v:{i}"] = int(rung.video_bitrate * 1.1)
-        options[f"bufsize:v:{i}"] = rung.video_bitrate * 2
-        if info.has_audio:
-            streams.append(src.audio)
-            options[f"b:a:{i}"] = rung.audio_bitrate
-            groups.append(f"v:{i},a:{i}")
-        else:
-            groups.append(f"v:{i}")
+    return video, trim
+
+
+def _x264(preset: str, info: MediaInfo) -> dict[str, object]:
+    """Encoder options shared by every rung: keyframes every SEGMENT_SECONDS on the
+    same instants in every run, so rungs encoded apart still switch at any segment."""
     codecs: dict[str, object] = {
         "c:v": "libx264",
-        "preset": "veryfast",
+        "preset": preset,
         "pix_fmt": "yuv420p",
         "force_key_frames": f"expr:gte(t,n_forced*{SEGMENT_SECONDS})",
         "sc_threshold": 0,
     }
+    if info.still or info.static:
+        # A picture over narration, or slides: x264's tuning for still content.
+        codecs["tune"] = "stillimage"
     if info.has_audio:
-        codecs.update({"c:a": "aac", "ac": 2})
+        codecs.update(AAC)
+    return codecs
+
+
+def _rate_options(rung: Rendition, stream: str) -> dict[str, object]:
+    return {
+        f"b:{stream}": rung.video_bitrate,
+        f"maxrate:{stream}": int(rung.video_bitrate * 1.1),
+        f"bufsize:{stream}": rung.video_bitrate * 2,
+    }
+
+
+def rung_dir(index: int) -> str:
+    return f"hls/v{index}"
+
+
+def rung_args(
+    tools: MediaTools,
+    out_dir: Path,
+    info: MediaInfo,
+    index: int,
+    rung: Rendition,
+    max_fps: float,
+    preset: str = LADDER_PRESET,
+    audio_from: Path | None = None,
+) -> list[str]:
+    """ffmpeg arguments for one rung as HLS in `hls/v<index>/`, with a one-variant
+    master (`variant.m3u8`) that says what the rung's stream is (`hls_master` merges them).
+
+    `audio_from`: a rung already made (its playlist), whose AAC is copied rather than
+    encoded again: every rung carries the same audio, and encoding it costs about as
+    much CPU as a small rung's pictures of slides."""
+    # Slides: frames no other frame refers to are not even decoded (a third of the
+    # decoder's work in a common encode), as a STATIC_FPS output drops most frames anyway.
+    src = _source(tools, skip_frame="noref") if info.static else _source(tools)
+    video, trim = _picture(tools, src, info, max_fps)
+    streams = [video.filter("scale", rung.width, rung.height)]
+    options = _rate_options(rung, "v")
+    codecs = _x264(preset, info)
+    if info.has_audio and audio_from is not None:
+        streams.append(own_hls_input(audio_from).audio)
+        codecs.update({"c:a": "copy"})
+        codecs.pop("ac", None)
+        codecs.pop("aac_coder", None)
+    elif info.has_audio:
+        streams.append(src.audio)
+        options["b:a"] = rung.audio_bitrate
+    folder = out_dir / rung_dir(index)
     output = ffmpeg.output(
         *streams,
-        str(out_dir / "hls/v%v/index.m3u8"),
+        str(folder / "index.m3u8"),
         **codecs,
         **options,
         **trim,
-        **_hls_options(out_dir, " ".join(groups)),
+        f="hls",
+        hls_time=SEGMENT_SECONDS,
+        hls_playlist_type="vod",
+        hls_flags="independent_segments",
+        hls_segment_filename=str(folder / "seg_%05d.ts"),
+        master_pl_name=VARIANT,
     )
     return list(output.get_args())
 
@@ -167,7 +214,7 @@ def video_hls_args(
 def audio_args(tools: MediaTools, out_dir: Path) -> list[str]:
     """ffmpeg arguments for audio.m4a and an audio-only HLS under `out_dir`."""
     src = _source(tools)
-    aac = {"c:a": "aac", "b:a": AUDIO_BITRATE, "ac": 2}
+    aac = {**AAC, "b:a": AUDIO_BITRATE}
     m4a = ffmpeg.output(src.audio, str(out_dir / "audio.m4a"), movflags="+faststart", **aac)
     hls = ffmpeg.output(
         src.audio, str(out_dir / "hls/v%v/index.m3u8"), **aac, **_hls_options(out_dir, "a:0")
@@ -175,11 +222,10 @@ def audio_args(tools: MediaTools, out_dir: Path) -> list[str]:
     return list(ffmpeg.merge_outputs(m4a, hls).get_args())
 
 
-def mp4_args(out_dir: Path) -> list[str]:
-    """The MP4 download: the top rendition's segments, remuxed without re-encoding."""
-    # Our own playlist and segments, read back: the one place HLS is allowed in.
-    playlist = ffmpeg.input(
-        f"file:{out_dir / 'hls/v0/index.m3u8'}",
+def own_hls_input(playlist_path: Path, **options: object) -> Any:
+    """One of our own rung playlists read back: the one place HLS is allowed in."""
+    return ffmpeg.input(
+        f"file:{playlist_path}",
         protocol_whitelist="file",
         format_whitelist=",".join(OWN_HLS_DEMUXERS),
         # A still picture's segments are a keyframe and then near-empty frames: the
@@ -187,7 +233,13 @@ def mp4_args(out_dir: Path) -> list[str]:
         # for want of a size. Segments are small; reading further costs little.
         analyzeduration=60_000_000,
         probesize=64 * 1024 * 1024,
+        **options,
     )
+
+
+def mp4_args(out_dir: Path) -> list[str]:
+    """The MP4 download: the top rendition's segments, remuxed without re-encoding."""
+    playlist = own_hls_input(out_dir / "hls/v0/index.m3u8")
     return list(
         playlist.output(
             str(out_dir / "video.mp4"), c="copy", map="0", movflags="+faststart"
@@ -212,55 +264,12 @@ def poster_seconds(info: MediaInfo) -> float:
     return 0.0 if info.still else min(5.0, (info.duration or 0) * 0.1)
 
 
-def transcode(
-    tools: MediaTools,
-    out_dir: Path,
-    info: MediaInfo,
-    *,
-    timeout: float,
-    log_path: Path,
-    on_progress: ProgressFn,
-) -> TranscodeResult:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "hls").mkdir(exist_ok=True)
-    deadline = _Deadline(timeout)
-    if info.kind == "audio":
-        run_ffmpeg(
-            audio_args(tools, out_dir),
-            tools=tools,
-            duration=info.duration,
-            timeout=deadline.left(),
-            log_path=log_path,
-            on_progress=on_progress,
-        )
-        rendition = Rendition(0, 0, 0, AUDIO_BITRATE)
-        return _result(out_dir, [(rendition, "hls/v0/index.m3u8")], "audio.m4a", None)
-
-    assert info.width and info.height
-    ladder = choose_ladder(info.width, info.height, info.has_audio)
-    run_ffmpeg(
-        video_hls_args(tools, out_dir, info, ladder, tools.limits.max_fps),
-        tools=tools,
-        duration=info.duration,
-        timeout=deadline.left(),
-        log_path=log_path,
-        on_progress=lambda p: on_progress(p * 0.95),
-    )
-    run_ffmpeg(
-        mp4_args(out_dir), tools=tools, duration=None, timeout=deadline.left(), log_path=log_path
-    )
-    poster = make_poster(tools, out_dir, info, ladder[0], deadline, log_path)
-    on_progress(100.0)
-    renditions = [(rung, f"hls/v{i}/index.m3u8") for i, rung in enumerate(ladder)]
-    return _result(out_dir, renditions, "video.mp4", poster)
-
-
 def make_poster(
     tools: MediaTools,
     out_dir: Path,
     info: MediaInfo,
     top: Rendition,
-    deadline: _Deadline,
+    deadline: Deadline,
     log_path: Path,
 ) -> str | None:
     """poster.jpg, or None: a seek can land past the last frame (a video track
@@ -276,10 +285,3 @@ def make_poster(
         if (out_dir / "poster.jpg").is_file():
             return "poster.jpg"
     return None
-
-
-def _result(
-    out_dir: Path, renditions: list[tuple[Rendition, str]], download: str, poster: str | None
-) -> TranscodeResult:
-    files = sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*") if p.is_file())
-    return TranscodeResult(MASTER, renditions, download, poster, files)

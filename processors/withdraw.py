@@ -26,6 +26,7 @@ from upload_service.core.status import ENDED
 from .failures import TransientError
 from .joblock import JobLock, lock_ttl
 from .pipeline import PipelineContext
+from .workdir import remove_job_dir
 
 log = logging.getLogger("processors.withdraw")
 
@@ -44,6 +45,8 @@ def withdraw(upload_id: str, ctx: PipelineContext) -> None:
         guard = lock
     with guard:
         ctx.publisher.unpublish(upload_id)
+        # A job that died (or waits for a retry) kept its checkpoint: no redo will use it.
+        remove_job_dir(ctx.settings.work_dir, upload_id)
         record = ctx.status.get(upload_id)
         if record is not None and record["state"] not in ENDED:
             # A job's write crossed the DELETE's: the DELETE wins.

@@ -1,8 +1,11 @@
 """A job's scratch directory: `<work_dir>/<upload id>`, gone when the job ends.
 
-The directory is named by the upload, not by the attempt, so an attempt that
-was SIGKILLed (no `finally` ran) leaves nothing behind for long: the redo of
-the same upload wipes it first.
+The directory is named by the upload, not by the attempt. With `resume`, what
+an attempt that died (SIGKILLed, or failed for a reason a retry may not meet)
+left is kept for the next attempt when it holds a checkpoint
+(`processors.checkpoint`): the finished pieces are not made again. Without a
+checkpoint the redo wipes it first. A job that ends (done, failed for good,
+stopped) removes it; `sweep_stale` removes what no attempt came back for.
 """
 
 from __future__ import annotations
@@ -15,16 +18,23 @@ from pathlib import Path
 
 from upload_service.core.ids import safe_child
 
+from .checkpoint import MANIFEST
+
 
 @contextmanager
-def job_dir(work_root: Path, upload_id: str) -> Iterator[Path]:
+def job_dir(work_root: Path, upload_id: str, resume: bool = False) -> Iterator[Path]:
+    """The job's dir; with `resume`, kept when the job raises, for its retry."""
     path = safe_child(work_root, upload_id)  # it is wiped: never anything but the job's own
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
+    if not (resume and (path / MANIFEST).is_file()):
+        shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
     try:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+    except BaseException:
+        if not resume:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def remove_job_dir(work_root: Path, upload_id: str) -> None:

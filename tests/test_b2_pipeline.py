@@ -95,7 +95,7 @@ def test_pipeline_publishes_every_output_to_b2(
     record = process_upload(UPLOAD_ID, ctx)
 
     assert record is not None and record["state"] == "ready", record
-    assert record["progress"] == {"stage": "publish", "percent": 100.0}
+    assert record["progress"] == {"stage": "publish", "percent": 100.0, "eta_s": 0}
     outputs = record["outputs"]
     cdn = f"https://cdn.example.com/media/{UPLOAD_ID}/"
     # The original is private: its URL is the download endpoint, never the bucket.

@@ -55,6 +55,7 @@ def test_the_document_is_valid_openapi_31_and_served_as_built() -> None:
     assert set(DOC["webhooks"]) == {
         "upload.created",
         "upload.completed",
+        "media.playable",
         "media.ready",
         "media.failed",
         "upload.terminated",

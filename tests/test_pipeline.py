@@ -8,6 +8,7 @@ exactly (a stale work dir, a failing publisher, a token's kinds).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import time
@@ -65,6 +66,18 @@ class CountingPublisher:
             raise ConnectionError("storage answered 503")
         return self.inner.publish(upload_id, items, on_progress)
 
+    def add(
+        self, upload_id: str, items: list[PublishItem], on_progress: Callable[[float], None]
+    ) -> dict[str, str]:
+        self.calls += 1
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("storage answered 503")
+        return self.inner.add(upload_id, items, on_progress)
+
+    def unpublish(self, upload_id: str) -> None:
+        self.inner.unpublish(upload_id)
+
 
 @pytest.fixture
 def quiet_settings(settings: Settings) -> Settings:
@@ -93,7 +106,8 @@ async def test_ready_then_idempotent(
     tmp_path: Path, quiet_settings: Settings, client: httpx.AsyncClient, make_token: Callable
 ) -> None:
     settings = quiet_settings.with_changes(webhook_url="http://127.0.0.1:9/hooks")
-    upload_id = await tus_upload(client, make_token(), make_video(tmp_path / "a.mp4", 5))
+    clip = make_video(tmp_path / "a.mp4", 5, "854x480")
+    upload_id = await tus_upload(client, make_token(), clip)
     ctx = make_ctx(settings)
     # A SIGKILLed earlier attempt left its scratch files behind.
     stale = settings.work_dir / upload_id / "out"
@@ -120,23 +134,38 @@ async def test_ready_then_idempotent(
     assert transcode_done == sorted(transcode_done) and transcode_done[-1] >= 95
 
     sent = events(ctx)
-    assert [e["type"] for e in sent] == ["media.ready"]
-    assert sent[0]["data"]["state"] == "ready"
-    assert sent[0]["data"]["outputs"] == record["outputs"]
+    assert [e["type"] for e in sent] == ["media.playable", "media.ready"]
+    playable = sent[0]["data"]
+    # Playable: the smallest rung alone, in a master of its own; the rest came later.
+    assert playable["state"] == "playable"
+    assert [r["height"] for r in playable["outputs"]["renditions"]] == [360]
+    assert playable["outputs"]["hls"] == record["outputs"]["hls"]
+    assert sent[1]["data"]["state"] == "ready"
+    assert sent[1]["data"]["outputs"] == record["outputs"]
+    assert [r["height"] for r in record["outputs"]["renditions"]] == [480, 360]
+    assert record["outputs"]["storyboard"] == f"/media/{upload_id}/storyboard.vtt"
+    assert record["progress"] == {"stage": "publish", "percent": 100.0, "eta_s": 0}
+    assert all("eta_s" in p for p in ctx.status.progress[1:])  # type: ignore[attr-defined]
 
     # Run again (a redelivered message): no work, no event, the same record.
     publisher = ctx.publisher
-    assert isinstance(publisher, CountingPublisher) and publisher.calls == 1
+    assert isinstance(publisher, CountingPublisher)
+    calls = publisher.calls
     again = process_upload(upload_id, ctx)
     assert again == record
-    assert publisher.calls == 1
-    assert len(events(ctx)) == 1
+    assert publisher.calls == calls
+    assert len(events(ctx)) == 2
 
 
 @pytest.mark.anyio
-async def test_transient_failure_raises_for_retry_then_succeeds(
-    tmp_path: Path, quiet_settings: Settings, client: httpx.AsyncClient, make_token: Callable
+async def test_transient_failure_raises_for_retry_then_resumes(
+    tmp_path: Path,
+    quiet_settings: Settings,
+    client: httpx.AsyncClient,
+    make_token: Callable,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO)
     upload_id = await tus_upload(client, make_token(), make_audio(tmp_path / "a.m4a", 3))
     publisher = CountingPublisher(quiet_settings, failures=1)
     ctx = make_ctx(quiet_settings, publisher)
@@ -144,15 +173,20 @@ async def test_transient_failure_raises_for_retry_then_succeeds(
         process_upload(upload_id, ctx)
     record = ctx.status.get(upload_id)
     assert record is not None
-    # Not failed: Dramatiq retries it. The scratch files are gone all the same.
+    # Not failed: Dramatiq retries it, from the checkpoint kept in the work dir.
     assert record["state"] == "processing" and record["error"] is None
-    assert record["progress"]["stage"] == "publish"
-    assert not (quiet_settings.work_dir / upload_id).exists()
+    manifest = quiet_settings.work_dir / upload_id / "manifest.json"
+    assert json.loads(manifest.read_text())["runs"] == {"audio": 1}
 
     ready = process_upload(upload_id, ctx)
     assert ready is not None and ready["state"] == "ready"
     assert ready["media"]["kind"] == "audio"
     assert publisher.calls == 2
+    # The retry published what the first attempt had made: the audio was not encoded again.
+    (ready_log,) = [r for r in caplog.records if r.msg == "pipeline.ready"]
+    assert ready_log.fields["resumed"] is True  # type: ignore[attr-defined]
+    assert ready_log.fields["runs"] == {"audio": 1}  # type: ignore[attr-defined]
+    assert not (quiet_settings.work_dir / upload_id).exists()
 
 
 @pytest.mark.anyio

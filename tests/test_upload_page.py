@@ -111,6 +111,16 @@ def test_upload_a_video_until_it_plays(
         "document.querySelector('#uploads video').readyState >= 2", timeout=30_000
     )
     assert not (page.get_attribute(ROW, "data-player") or "").startswith("error")
+    # The storyboard's thumbnails: a pointer along the timeline shows the tile for there.
+    page.wait_for_selector(f"{ROW}[data-storyboard]", timeout=30_000)
+    assert int(page.get_attribute(ROW, "data-storyboard") or 0) == 1  # 4 s: one tile
+    page.locator(f"{ROW} video").scroll_into_view_if_needed()
+    box = page.locator(f"{ROW} video").bounding_box()
+    assert box
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] - 20)
+    page.wait_for_selector(f"{ROW}[data-preview]", timeout=10_000)
+    assert page.get_attribute(ROW, "data-preview") == "0,0"
+    assert page.is_visible(f"{ROW} .preview")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "upload-ready.png"), full_page=True)
     upload_id = page.get_attribute(ROW, "data-upload-id")

@@ -420,8 +420,12 @@ def test_real_worker_delivers_every_pipeline_event(
                 seen.add((payload["data"]["id"], payload["type"]))
             return {e for e in seen if e[1].startswith("media.")}
 
-        wait_until(lambda: len(final_events()) >= 2, timeout=120, what="media.* webhooks")
-        assert final_events() == {(good, "media.ready"), (bad, "media.failed")}
+        wait_until(lambda: len(final_events()) >= 3, timeout=120, what="media.* webhooks")
+        assert final_events() == {
+            (good, "media.playable"),
+            (good, "media.ready"),
+            (bad, "media.failed"),
+        }
         received = {
             (std_verify(r.headers, r.body)["data"]["id"], std_verify(r.headers, r.body)["type"])
             for r in receiver.requests

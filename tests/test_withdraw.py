@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 from redis import Redis
 
 from processors.joblock import JobLock
-from processors.pipeline import PipelineContext, Progress
+from processors.pipeline import PipelineContext
+from processors.progress import JobStatus, Piece
 from processors.publish import LocalPublisher
 from processors.withdraw import PipelineBusy, withdraw
 from upload_service.core.jobs import MemoryJobQueue
@@ -58,7 +58,11 @@ def test_a_job_write_that_crossed_the_delete_is_undone(ctx: PipelineContext) -> 
 
 def test_an_upload_deleted_after_ready_is_unpublished_quietly(ctx: PipelineContext) -> None:
     published_upload(ctx, "done", "terminated")
+    checkpoint = ctx.settings.work_dir / "done" / "manifest.json"  # a crashed job's
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_text("{}")
     withdraw("done", ctx)
+    assert not checkpoint.parent.exists()
     withdraw("done", ctx)  # a redelivered message: nothing left to do, nothing fails
     assert not (ctx.settings.media_dir / "done").exists()
     assert sent_events(ctx) == []  # the server already announced the termination
@@ -81,9 +85,12 @@ def test_it_waits_for_a_running_job(ctx: PipelineContext, redis_client: Redis) -
 def test_a_job_cannot_write_over_a_deleted_upload(ctx: PipelineContext, tmp_path: Path) -> None:
     info = UploadInfo(id="gone", owner="user-1", length=4, offset=4)
     ctx.status.put(new_record(info) | {"state": "terminated"})
-    progress: Any = Progress(ctx, "gone")
+    job = JobStatus(ctx.status, "gone", interval=0.0)
+    job.plan([Piece("rung0", "transcode", 1.0)])
     with pytest.raises(UploadEnded):
-        progress.start("transcode")
+        job.piece("rung0")
+    with pytest.raises(UploadEnded):
+        job.write(state="playable")
     with pytest.raises(UploadEnded):
         ctx.status.advance("gone", state="ready")
     record = ctx.status.get("gone")

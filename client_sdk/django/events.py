@@ -20,6 +20,7 @@ from .signals import BY_EVENT
 EVENT_OF_STATE = {
     "uploaded": "upload.completed",
     "processing": "upload.completed",
+    "playable": "media.playable",
     "ready": "media.ready",
     "failed": "media.failed",
     "terminated": "upload.terminated",

@@ -20,6 +20,7 @@ from django.dispatch import Signal
 
 upload_created = Signal()
 upload_completed = Signal()  # every byte arrived; processing starts
+media_playable = Signal()  # the smallest rendition plays (outputs.hls); the rest follows
 media_ready = Signal()  # outputs (HLS, poster, captions) are published
 media_failed = Signal()  # processing gave up: upload.record["error"] says why
 upload_terminated = Signal()  # deleted by its owner (tus termination)
@@ -28,6 +29,7 @@ upload_expired = Signal()  # left unfinished past the service's UPLOAD_EXPIRY
 BY_EVENT = {
     "upload.created": upload_created,
     "upload.completed": upload_completed,
+    "media.playable": media_playable,
     "media.ready": media_ready,
     "media.failed": media_failed,
     "upload.terminated": upload_terminated,

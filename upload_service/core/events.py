@@ -15,6 +15,7 @@ from upload_service.core.status import Record, iso
 EVENT_TYPES = (
     "upload.created",
     "upload.completed",
+    "media.playable",
     "media.ready",
     "media.failed",
     "upload.terminated",

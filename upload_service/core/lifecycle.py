@@ -15,6 +15,7 @@ from upload_service.core.quotas import Quotas
 from upload_service.core.status import Record, StatusCache, StatusStore, new_record
 from upload_service.core.store.base import UploadInfo
 from upload_service.core.threads import run_blocking
+from upload_service.core.upload_eta import UploadSpeeds
 
 log = logging.getLogger("upload_service.core.lifecycle")
 
@@ -39,6 +40,7 @@ class ServiceHooks:
         self.jobs = jobs
         self.webhooks = webhooks
         self.handoffs = PendingHandoffs()
+        self.speeds = UploadSpeeds()
 
     async def created(self, info: UploadInfo) -> None:
         metrics.UPLOADS_CREATED.inc()
@@ -53,12 +55,14 @@ class ServiceHooks:
 
     async def progressed(self, info: UploadInfo) -> None:
         if not info.finished:
-            await self._update(info.id, offset=info.offset, length=info.length)
+            progress = self.speeds.progress(info.id, info.offset, info.length)
+            await self._update(info.id, offset=info.offset, length=info.length, progress=progress)
 
     async def finished(self, info: UploadInfo) -> None:
         """The file says `uploaded` first; the cache and the job follow, now or, if
         Redis is away, as soon as it is back (core.handoff): the upload is complete."""
         metrics.UPLOADS_FINISHED.inc()
+        self.speeds.forget(info.id)
         record, body = await run_blocking(
             functools.partial(
                 self.status.update_file,
@@ -66,6 +70,7 @@ class ServiceHooks:
                 state="uploaded",
                 offset=info.offset,
                 length=info.length,
+                progress={"stage": "upload", "percent": 100.0, "eta_s": 0},
             )
         )
         if self.quotas is not None:
@@ -86,6 +91,7 @@ class ServiceHooks:
         emit(self.jobs, self.webhooks, "upload.completed", record)
 
     async def terminated(self, info: UploadInfo) -> None:
+        self.speeds.forget(info.id)
         try:
             record = await self._update(
                 info.id, state="terminated", offset=info.offset, progress=None, outputs={}

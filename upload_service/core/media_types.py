@@ -33,3 +33,11 @@ def media_type_for(name: str) -> str:
 
 def is_playlist(name: str) -> bool:
     return PurePosixPath(name).suffix.lower() == ".m3u8"
+
+
+# The storyboard's WebVTT names the sprite sheet, so it is rewritten as it is served.
+STORYBOARD = "storyboard.vtt"
+
+
+def is_storyboard(name: str) -> bool:
+    return name == STORYBOARD

@@ -1,4 +1,4 @@
-"""Rewriting the URIs of an HLS playlist as it is served.
+"""Rewriting the URIs of an HLS playlist (or a storyboard's WebVTT) as it is served.
 
 A playlist names other files: on its URI lines (variants, segments) and in
 `URI="..."` attributes of its tags (EXT-X-MEDIA subtitles, EXT-X-MAP, keys,
@@ -26,6 +26,19 @@ def rewrite_uris(playlist: bytes, map_uri: Callable[[str], str]) -> bytes:
         elif text.strip():
             text = map_uri(text.strip())
         lines[i] = text + ending
+    return "\n".join(lines).encode("utf-8", "surrogateescape")
+
+
+def rewrite_storyboard(vtt: bytes, map_uri: Callable[[str], str]) -> bytes:
+    """A storyboard's cues name the sprite sheet (`storyboard.jpg#xywh=0,0,160,90`):
+    each cue's payload, the line after its timing line, is passed through `map_uri`
+    without its media fragment, which is put back after the new query."""
+    lines = vtt.decode("utf-8", "surrogateescape").split("\n")
+    for i in range(1, len(lines)):
+        text = lines[i].rstrip("\r")
+        if "-->" in lines[i - 1] and text.strip() and "-->" not in text:
+            uri, hash_, fragment = text.strip().partition("#")
+            lines[i] = map_uri(uri) + hash_ + fragment + lines[i][len(text) :]
     return "\n".join(lines).encode("utf-8", "surrogateescape")
 
 

@@ -178,6 +178,9 @@ class Settings:
     whisper_model: str | None = None
     transcribe_language: str | None = None
     transcribe: bool = True
+    # CPU threads of the speech engine; 0: half the usable CPUs, since transcription
+    # runs beside the encoder and each should keep a share of the cores.
+    transcribe_threads: int = 0
     keep_local: bool = False
     # Pipeline reliability: ffmpeg gets max(min, factor x media duration) seconds;
     # transient failures are retried with exponential backoff from min_backoff.
@@ -327,6 +330,7 @@ class Settings:
             whisper_model=env.get("WHISPER_MODEL") or None,
             transcribe_language=env.get("TRANSCRIBE_LANGUAGE") or None,
             transcribe=_bool(env, "TRANSCRIBE", True),
+            transcribe_threads=_int(env, "TRANSCRIBE_THREADS", cls.transcribe_threads, minimum=0),
             keep_local=_bool(env, "KEEP_LOCAL_COPIES", False),
             transcode_timeout_factor=float(
                 env.get("TRANSCODE_TIMEOUT_FACTOR") or cls.transcode_timeout_factor

@@ -37,8 +37,11 @@ from upload_service.core.state.files import FileStatusRecords
 from upload_service.core.store.base import UploadInfo
 from upload_service.core.threads import run_read
 
-STATES = ("uploading", "uploaded", "processing", "ready", "failed", "terminated", "expired")
-STAGES = ("probe", "transcode", "transcribe", "publish")
+STATES = (
+    "uploading", "uploaded", "processing", "playable", "ready", "failed", "terminated", "expired",
+)  # fmt: skip
+# `playable`: the smallest rendition plays the whole media; the rest is still coming.
+STAGES = ("upload", "probe", "transcode", "transcribe", "publish")
 CACHE_PREFIX = "upload-status:"
 CACHE_TTL = 7 * 24 * 3600
 # Every status write publishes the upload's id here (see the module's docstring).

@@ -12,8 +12,9 @@ pages, a player on another host) embed the media, as they are meant to.
 
 With MEDIA_ACCESS=signed, every request needs the upload's signed query
 (`media_signing`): 403 `bad_signature` or `url_expired` otherwise, before
-anything about the file is looked at. Playlists are rewritten as they are
-served so that every URI in them carries the query the playlist came with.
+anything about the file is looked at. Playlists (and the storyboard's WebVTT,
+which names its sprite sheet) are rewritten as they are served so that every
+URI in them carries the query they came with.
 """
 
 from __future__ import annotations
@@ -28,8 +29,13 @@ from starlette.responses import Response
 from upload_service.core.errors import NotFound
 from upload_service.core.ids import is_safe_id
 from upload_service.core.media_signing import MediaSigner
-from upload_service.core.media_types import PLAYLIST, is_playlist, media_type_for
-from upload_service.core.playlists import rewrite_uris
+from upload_service.core.media_types import (
+    PLAYLIST,
+    is_playlist,
+    is_storyboard,
+    media_type_for,
+)
+from upload_service.core.playlists import rewrite_storyboard, rewrite_uris
 from upload_service.core.settings import Settings
 from upload_service.core.status import etag_of
 from upload_service.http.media_files import LocalMedia, name_parts
@@ -78,14 +84,15 @@ class MediaEndpoint:
         parts = name_parts(name)
         if parts is None:
             raise NotFound("no such file")
-        if is_playlist(name):
+        if is_playlist(name) or is_storyboard(name):
             body = await self.source.playlist(upload_id, parts)
             if body is None:
                 raise NotFound("no such file")
+            rewrite = rewrite_uris if is_playlist(name) else rewrite_storyboard
             if self.signer is not None and exp is not None:
                 query = f"exp={exp}&sig={self.signer.signature(upload_id, exp)}"
-                body = rewrite_uris(body, await self.source.uri_mapper(upload_id, parts, query))
-            return self._playlist(request, body)
+                body = rewrite(body, await self.source.uri_mapper(upload_id, parts, query))
+            return self._playlist(request, body, media_type_for(name))
         headers = {
             **SECURITY_HEADERS,
             "Content-Type": media_type_for(name),
@@ -96,7 +103,7 @@ class MediaEndpoint:
             raise NotFound("no such file")
         return response
 
-    def _playlist(self, request: Request, body: bytes) -> Response:
+    def _playlist(self, request: Request, body: bytes, media_type: str = PLAYLIST) -> Response:
         etag = etag_of(body)
         # Playlists name the other files: revalidated, so a re-publication shows at once.
         headers = {**SECURITY_HEADERS, "ETag": etag, "Cache-Control": "no-cache"}
@@ -104,8 +111,8 @@ class MediaEndpoint:
             return Response(status_code=304, headers=headers)
         if request.method == "HEAD":
             headers["Content-Length"] = str(len(body))
-            return Response(status_code=200, headers=headers, media_type=PLAYLIST)
-        return Response(body, headers=headers, media_type=PLAYLIST)
+            return Response(status_code=200, headers=headers, media_type=media_type)
+        return Response(body, headers=headers, media_type=media_type)
 
 
 def make_media_source(settings: Settings) -> MediaSource:

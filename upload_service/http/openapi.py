@@ -23,6 +23,10 @@ VERSION = "1.0.0"
 EVENT_DESCRIPTIONS = {
     "upload.created": "An upload was created (its first bytes may still be on their way).",
     "upload.completed": "Every byte arrived; processing starts.",
+    "media.playable": (
+        "The smallest rendition plays the whole media: `data.outputs.hls` is its master "
+        "playlist, which gains the other renditions and the captions until `media.ready`."
+    ),
     "media.ready": "Processing published the outputs: `data.outputs` has the URLs.",
     "media.failed": "Processing gave up: `data.error` says why.",
     "upload.terminated": "The owner deleted the upload (tus termination).",

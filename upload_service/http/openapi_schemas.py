@@ -115,9 +115,21 @@ def schemas() -> dict[str, Schema]:
                     {
                         "type": "object",
                         "required": ["stage", "percent"],
+                        "description": (
+                            "while uploading: the bytes (stage `upload`); while processing: "
+                            "the whole job, every stage together"
+                        ),
                         "properties": {
                             "stage": {"type": "string", "enum": list(STAGES)},
                             "percent": {"type": ["number", "null"], "minimum": 0, "maximum": 100},
+                            "eta_s": {
+                                "type": ["integer", "null"],
+                                "minimum": 0,
+                                "description": (
+                                    "seconds until the last byte (upload) or `ready` "
+                                    "(processing), from the measured speed; null: not known yet"
+                                ),
+                            },
                         },
                     }
                 ),
@@ -135,7 +147,11 @@ def schemas() -> dict[str, Schema]:
                 ),
                 "outputs": {
                     "type": "object",
-                    "description": "what processing published; empty until `ready`",
+                    "description": (
+                        "what processing published: from `playable` on, `hls` (the master, "
+                        "the smallest rendition at first), `renditions` as each is added, "
+                        "`poster`, `storyboard`; every output at `ready`"
+                    ),
                     "properties": {
                         "original": URL,
                         "hls": {**URL, "description": "the HLS master playlist"},
@@ -145,6 +161,13 @@ def schemas() -> dict[str, Schema]:
                         "renditions": {"type": "array", "items": MEDIA_URL_LIST_ITEM["rendition"]},
                         "captions": {"type": "array", "items": MEDIA_URL_LIST_ITEM["caption"]},
                         "transcript": {**URL, "description": "the JSON transcript"},
+                        "storyboard": {
+                            **URL,
+                            "description": (
+                                "WebVTT of thumbnails for scrubbing: each cue names a tile of "
+                                "the sprite sheet, `storyboard.jpg#xywh=x,y,w,h`"
+                            ),
+                        },
                     },
                 },
                 "error": nullable(ref("ErrorDetail")),

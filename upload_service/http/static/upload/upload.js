@@ -1,4 +1,5 @@
-/* The upload page: tus-js-client uploads with resumption, then status polling and HLS playback.
+/* The upload page: tus-js-client uploads with resumption, then status polling and HLS playback
+ * from `playable` on, with storyboard thumbnails over the timeline.
  * Globals from the vendored npm packages: `tus` (tus-js-client), `Hls` (hls.js). */
 (function () {
   "use strict";
@@ -156,34 +157,63 @@
   }
 
   // -- processing state, then playback -----------------------------------------------------------
+  function describe(record) {
+    // "transcode 42%, ready in about 2 min": the whole job's percent and the time left.
+    var p = record.progress;
+    if (!p) return "";
+    var text = " (" + p.stage + " " + Math.round(p.percent || 0) + "%";
+    if (p.eta_s > 0) {
+      var eta = p.eta_s < 60 ? Math.max(1, Math.round(p.eta_s)) + " s" : Math.round(p.eta_s / 60) + " min";
+      text += ", " + (p.stage === "upload" ? "uploaded" : "ready") + " in about " + eta;
+    }
+    return text + ")";
+  }
+
   function follow(row, id, auth) {
     // `no-cache` revalidates with If-None-Match: unchanged records cost a 304.
     fetch("/v1/uploads/" + encodeURIComponent(id), { headers: auth, cache: "no-cache" })
       .then(function (r) { if (!r.ok) throw new Error("status API answered " + r.status); return r.json(); })
       .then(function (record) {
-        var stage = record.progress ? " (" + record.progress.stage + " " + Math.round(record.progress.percent || 0) + "%)" : "";
+        var outputs = record.outputs || {};
         if (record.state === "ready") {
           row.setState("ready", "ready");
-          play(row, record.outputs || {});
+          play(row, outputs, true);
+        } else if (record.state === "playable") {
+          // The smallest rendition plays already; the others join the same master.
+          row.setState("playable", "playable; still processing" + describe(record));
+          play(row, outputs, false);
         } else if (record.state === "failed") {
           row.el.classList.add("failed");
           row.setState("failed", "processing failed: " + (record.error ? record.error.message : "unknown error"));
         } else {
-          row.setState(record.state, record.state === "uploaded" ? "uploaded; waiting for processing" : record.state + stage);
+          row.setState(record.state, record.state === "uploaded" ? "uploaded; waiting for processing" : record.state + describe(record));
         }
+        if (outputs.storyboard && !row.storyboard) loadStoryboard(row, outputs.storyboard);
         if (!FINAL[record.state]) setTimeout(follow, POLL_MS, row, id, auth);
       })
       .catch(function () { setTimeout(follow, POLL_MS * 2, row, id, auth); });
   }
 
-  function play(row, outputs) {
-    if (!outputs.hls) { row.setState("ready", "ready (no video output)"); return; }
-    var box = row.q(".player"), video = row.q("video");
-    box.hidden = false;
+  function play(row, outputs, complete) {
+    if (!outputs.hls) { if (complete) row.setState("ready", "ready (no video output)"); return; }
+    var video = row.q("video");
+    if (row.hls && complete && !row.complete) {
+      // Playing since `playable`: load the full master, so the larger renditions are used.
+      var at = video.currentTime, paused = video.paused;
+      row.hls.loadSource(outputs.hls);
+      row.hls.once(Hls.Events.MANIFEST_PARSED, function () {
+        video.currentTime = at;
+        if (!paused) video.play();
+      });
+    }
+    row.complete = complete;
+    if (row.playing) return;
+    row.playing = true;
+    row.q(".player").hidden = false;
     if (outputs.poster) video.poster = outputs.poster;
     video.addEventListener("loadeddata", function () { row.el.dataset.player = "loaded"; });
     if (window.Hls && Hls.isSupported()) {
-      var hls = new Hls();
+      var hls = row.hls = new Hls();
       hls.on(Hls.Events.MANIFEST_PARSED, function () { row.el.dataset.player = row.el.dataset.player || "manifest"; });
       hls.on(Hls.Events.ERROR, function (_, data) { if (data.fatal) row.el.dataset.player = "error: " + data.details; });
       hls.loadSource(outputs.hls);
@@ -191,6 +221,49 @@
     } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
       video.src = outputs.hls;  // Safari plays HLS natively
     }
+  }
+
+  // -- storyboard: a thumbnail over the timeline while the pointer moves along it -------------------
+  function loadStoryboard(row, url) {
+    row.storyboard = [];
+    url = new URL(url, location.href).href;  // outputs may be relative to the service
+    fetch(url).then(function (r) { return r.ok ? r.text() : ""; }).then(function (text) {
+      var lines = text.split("\n");
+      for (var i = 1; i < lines.length; i++) {
+        var timing = lines[i - 1].split(" --> "), m = /^(.*)#xywh=(\d+),(\d+),(\d+),(\d+)$/.exec(lines[i].trim());
+        if (timing.length !== 2 || !m) continue;
+        row.storyboard.push({
+          start: seconds(timing[0]), end: seconds(timing[1]),
+          src: new URL(m[1], url).href, x: +m[2], y: +m[3], w: +m[4], h: +m[5]
+        });
+      }
+      row.el.dataset.storyboard = String(row.storyboard.length);
+      var video = row.q("video"), preview = row.q(".preview");
+      video.addEventListener("mousemove", function (e) {
+        var box = video.getBoundingClientRect();
+        // Native controls draw the timeline along the bottom: preview only there.
+        if (!video.duration || e.clientY < box.bottom - 48) { preview.hidden = true; return; }
+        showPreview(row, preview, video.duration * (e.clientX - box.left) / box.width, e.clientX - box.left);
+      });
+      video.addEventListener("mouseleave", function () { preview.hidden = true; });
+    });
+  }
+
+  function showPreview(row, preview, t, x) {
+    var cue = row.storyboard.filter(function (c) { return c.start <= t && t < c.end; })[0];
+    if (!cue) { preview.hidden = true; return; }
+    preview.hidden = false;
+    preview.style.width = cue.w + "px";
+    preview.style.height = cue.h + "px";
+    preview.style.backgroundImage = "url(\"" + cue.src + "\")";
+    preview.style.backgroundPosition = -cue.x + "px " + -cue.y + "px";
+    preview.style.left = Math.max(0, x - cue.w / 2) + "px";
+    row.el.dataset.preview = cue.x + "," + cue.y;
+  }
+
+  function seconds(stamp) {
+    var parts = stamp.trim().split(":").map(Number);
+    return parts.reduce(function (total, part) { return total * 60 + part; }, 0);
   }
 
   // -- unfinished uploads from earlier visits ------------------------------------------------------
