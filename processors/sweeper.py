@@ -55,6 +55,9 @@ from upload_service.core.store.factory import make_store
 
 log = logging.getLogger("processors.sweeper")
 
+# A job works on these: `playable` has its larger rungs and captions still to come.
+IN_PROGRESS = ("processing", "playable")
+
 
 async def stored_uploads(store: UploadStore) -> AsyncIterator[UploadInfo]:
     """Every upload the store holds now, skipping those that vanish meanwhile."""
@@ -201,9 +204,9 @@ def _needs_resend(
     state = record["state"]
     if state == "uploading":
         return True  # finished bytes, but the status never heard of it
-    if info.concat == "partial" or state not in ("uploaded", "processing"):
+    if info.concat == "partial" or state not in ("uploaded", *IN_PROGRESS):
         return False
-    # `processing` unchanged for long: its worker lost the message (a Redis outage
+    # In progress, unchanged for long: its worker lost the message (a Redis outage
     # under ack/retry, a broker restart that forgot it) or died unnoticed.
     limit = resend_after if state == "uploaded" else stuck_after
     try:
@@ -235,10 +238,10 @@ async def resend_store(
             continue
         # Status first, as the server does: a failed send is found again next time.
         # Rewriting it also restarts the clock, so a job that is merely queued behind
-        # a backlog is not re-sent on every sweep. A `processing` one keeps its state
-        # (the pipeline takes it up from there).
+        # a backlog is not re-sent on every sweep. One in progress keeps its state
+        # (the pipeline takes it up from its checkpoint).
         changes: dict[str, object] = {"offset": info.offset, "length": info.length}
-        if record["state"] != "processing":
+        if record["state"] not in IN_PROGRESS:
             changes["state"] = "uploaded"
         update = functools.partial(status.update, upload_id, **changes)
         try:

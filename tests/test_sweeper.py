@@ -349,24 +349,27 @@ async def test_periodic_sweep_resends_through_the_broker(
             redis_client.lrem("dramatiq:media", 0, key)
 
 
+@pytest.mark.parametrize("state", ["processing", "playable"])
 async def test_resends_the_job_of_an_upload_stuck_in_processing(
     client: httpx.AsyncClient,
     make_token: Callable[..., str],
     settings: Settings,
+    state: str,
 ) -> None:
-    """A job lost while `processing` (its message gone with Redis, say): re-sent once its
-    status has not changed for PIPELINE_STUCK_AFTER, and left `processing`."""
+    """A job lost while in progress (`processing`, or `playable` with its larger rungs
+    to come; its message gone with Redis, say): re-sent once its status has not changed
+    for PIPELINE_STUCK_AFTER, and left in its state."""
     token = make_token()
     stuck_after = settings.pipeline_stuck_after
     stuck = await finished_upload(client, token, b"stuck upload")
-    set_status(settings, stuck, age=stuck_after + 60, state="processing")
+    set_status(settings, stuck, age=stuck_after + 60, state=state)
     working = await finished_upload(client, token, b"working upload")
-    set_status(settings, working, age=stuck_after - 60, state="processing")
+    set_status(settings, working, age=stuck_after - 60, state=state)
     queue = MemoryJobQueue()
 
     resent = await anyio.to_thread.run_sync(resend_stuck_uploads, settings, queue)
 
     assert resent == [stuck]
     assert queue.sent == [("process_upload", (stuck,))]
-    assert (await status_of(client, stuck))["state"] == "processing"
+    assert (await status_of(client, stuck))["state"] == state
     assert await anyio.to_thread.run_sync(resend_stuck_uploads, settings, queue) == []
