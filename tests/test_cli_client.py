@@ -96,7 +96,11 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(
         str(state),
     )
     first = subprocess.Popen(
-        [*command, "--limit-rate", "2M"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        # Slow enough that Ctrl-C lands mid-upload however late the poll sees 256 KiB.
+        [*command, "--limit-rate", "512k"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         url = wait_for_offset(state / "uploads.json", token(), 256 * 1024, first)
