@@ -101,6 +101,10 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As from a terminal: a test run in the background (`cmd &`, as CI may be)
+        # starts its children with SIGINT ignored, and Python then never raises
+        # KeyboardInterrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         url = wait_for_offset(state / "uploads.json", token(), 256 * 1024, first)
