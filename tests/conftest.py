@@ -27,6 +27,7 @@ import jwt
 import pytest
 import redis
 from protocol_helpers import app_client
+from webhook_helpers import Receiver
 
 from upload_service.core.jobs import MemoryJobQueue
 from upload_service.core.settings import Settings
@@ -213,6 +214,13 @@ def postgres_url(postgres_database: str) -> str:
 
     empty_tables(postgres_database)
     return postgres_database
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """The backend's webhook endpoint: a real HTTP server recording what it is sent."""
+    with Receiver() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture

@@ -14,11 +14,39 @@ from typing import Any
 
 import anyio
 import httpx
-from conftest import settings_env
+from conftest import API_KEY, TOKEN_SECRET, settings_env
+from webhook_helpers import SECRET, Receiver
 
 from upload_service.core.settings import Settings
 
 TUS = {"Tus-Resumable": "1.0.0"}
+
+
+def pipeline_settings(
+    data_dir: Path,
+    redis_url: str,
+    *,
+    db: int | None = None,
+    receiver: Receiver | None = None,
+    **changes: Any,
+) -> Settings:
+    """Settings for a live server with real workers: transcription off (a test that
+    wants captions turns it on), webhooks signed to `receiver` when one is given.
+    `db` moves to that database of `redis_url`'s server: a test whose workers
+    leave messages behind keeps them away from the session's other tests."""
+    if db is not None:
+        redis_url = f"{redis_url.rsplit('/', 1)[0]}/{db}"
+    hooks = {"webhook_url": receiver.url, "webhook_secret": SECRET} if receiver else {}
+    return Settings(
+        data_dir=data_dir,
+        redis_url=redis_url,
+        token_secret=TOKEN_SECRET,
+        api_key=API_KEY,
+        log_json=False,
+        transcribe=False,
+        **hooks,
+        **changes,
+    )
 
 
 def worker_env(settings: Settings, **extra: str) -> dict[str, str]:

@@ -13,8 +13,15 @@ import httpx
 import pytest
 from conftest import API_KEY, TOKEN_SECRET, LiveServer, RedisServer, mint_token
 from media_helpers import make_video
-from pipeline_helpers import TUS, WorkerProcess, get_status, upload_file, wait_for_state
-from webhook_helpers import SECRET, Receiver, wait_until
+from pipeline_helpers import (
+    TUS,
+    WorkerProcess,
+    get_status,
+    pipeline_settings,
+    upload_file,
+    wait_for_state,
+)
+from webhook_helpers import Receiver, wait_until
 
 from upload_service.core.settings import Settings
 
@@ -23,25 +30,16 @@ pytestmark = [pytest.mark.e2e, pytest.mark.one_path]
 
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
-    endpoint = Receiver().start()
-    yield endpoint
-    endpoint.stop()
+    with Receiver() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="module")
 def settings_(
     tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, receiver: Receiver
 ) -> Settings:
-    return Settings(
-        data_dir=tmp_path_factory.mktemp("delete") / "data",
-        redis_url=redis_server.url.rsplit("/", 1)[0] + "/9",
-        token_secret=TOKEN_SECRET,
-        api_key=API_KEY,
-        log_json=False,
-        transcribe=False,
-        webhook_url=receiver.url,
-        webhook_secret=SECRET,
-    )
+    data_dir = tmp_path_factory.mktemp("delete") / "data"
+    return pipeline_settings(data_dir, redis_server.url, db=9, receiver=receiver)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,13 @@ from conftest import API_KEY, TOKEN_SECRET, LiveServer, RedisServer, mint_token
 from fault_helpers import children_of, process_gone, serving
 from live_helpers import MIB, OCTETS, SlowPatch, create, head_offset, random_file, tus, wait_until
 from media_helpers import make_video
-from pipeline_helpers import WorkerProcess, get_status, upload_file, wait_for_state
+from pipeline_helpers import (
+    WorkerProcess,
+    get_status,
+    pipeline_settings,
+    upload_file,
+    wait_for_state,
+)
 
 from upload_service.core.settings import Settings
 
@@ -144,14 +150,7 @@ def with_group_killed(process: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture
 def crash_settings(tmp_path: Path, redis_server: RedisServer) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        redis_url=redis_server.url.rsplit("/", 1)[0] + "/9",
-        token_secret=TOKEN_SECRET,
-        api_key=API_KEY,
-        log_json=False,
-        transcribe=False,
-    )
+    return pipeline_settings(tmp_path / "data", redis_server.url, db=9)
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ import pytest
 from conftest import API_KEY, TOKEN_SECRET, LiveServer, RedisServer, free_port, mint_token
 from live_helpers import wait_until
 from media_helpers import make_video
-from pipeline_helpers import WorkerProcess, get_status, upload_file
-from webhook_helpers import SECRET, Receiver
+from pipeline_helpers import WorkerProcess, get_status, pipeline_settings, upload_file
+from webhook_helpers import Receiver
 
 from upload_service.core.settings import Settings
 
@@ -43,24 +43,8 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    endpoint = Receiver().start()
-    yield endpoint
-    endpoint.stop()
-
-
-@pytest.fixture
 def job_settings(tmp_path: Path, private_redis: RedisServer, receiver: Receiver) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        redis_url=private_redis.url,
-        token_secret=TOKEN_SECRET,
-        api_key=API_KEY,
-        log_json=False,
-        transcribe=False,
-        webhook_url=receiver.url,
-        webhook_secret=SECRET,
-    )
+    return pipeline_settings(tmp_path / "data", private_redis.url, receiver=receiver)
 
 
 def stored_status(settings: Settings, upload_id: str) -> dict[str, Any]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,13 +93,6 @@ def test_token_claims_fit_the_claims_schema() -> None:
         {"$ref": "#/components/schemas/UploadTokenClaims"},
         jwt.decode(token, TOKEN_SECRET, algorithms=["HS256"]),
     )
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    receiver = Receiver().start()
-    yield receiver
-    receiver.stop()
 
 
 @pytest.mark.e2e

@@ -17,7 +17,14 @@ from urllib.parse import urlsplit
 import pytest
 from conftest import API_KEY, TOKEN_SECRET, LiveServer, RedisServer, mint_token
 from media_helpers import make_video
-from pipeline_helpers import WorkerProcess, ffprobe_json, get_status, upload_file, wait_for_state
+from pipeline_helpers import (
+    WorkerProcess,
+    ffprobe_json,
+    get_status,
+    pipeline_settings,
+    upload_file,
+    wait_for_state,
+)
 
 from upload_service.core.settings import Settings
 
@@ -28,14 +35,7 @@ FAST_REQUEUE = {"WORKER_HEARTBEAT_TIMEOUT": "3", "WORKER_MAINTENANCE_CHANCE": "2
 
 @pytest.fixture
 def crash_settings(tmp_path: Path, redis_server: RedisServer) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        redis_url=redis_server.url.rsplit("/", 1)[0] + "/8",
-        token_secret=TOKEN_SECRET,
-        api_key=API_KEY,
-        log_json=False,
-        transcribe=False,
-    )
+    return pipeline_settings(tmp_path / "data", redis_server.url, db=8)
 
 
 @pytest.fixture

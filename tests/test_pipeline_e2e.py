@@ -22,11 +22,12 @@ from pipeline_helpers import (
     create_upload,
     ffprobe_json,
     get_status,
+    pipeline_settings,
     send_bytes,
     upload_file,
     wait_for_state,
 )
-from webhook_helpers import SECRET, Receiver, wait_until
+from webhook_helpers import Receiver, wait_until
 
 from upload_service.core.settings import Settings
 
@@ -36,25 +37,17 @@ pytestmark = [pytest.mark.e2e, pytest.mark.one_path]
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
     """The backend's webhook endpoint: every event the server and worker send."""
-    endpoint = Receiver().start()
-    yield endpoint
-    endpoint.stop()
+    with Receiver() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="module")
 def e2e_settings(
     tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, receiver: Receiver
 ) -> Settings:
-    return Settings(
-        data_dir=tmp_path_factory.mktemp("pipeline-e2e") / "data",
-        redis_url=redis_server.url.rsplit("/", 1)[0] + "/7",
-        token_secret=TOKEN_SECRET,
-        api_key=API_KEY,
-        max_size=200 * 1024 * 1024,
-        log_json=False,
-        transcribe=False,
-        webhook_url=receiver.url,
-        webhook_secret=SECRET,
+    data_dir = tmp_path_factory.mktemp("pipeline-e2e") / "data"
+    return pipeline_settings(
+        data_dir, redis_server.url, db=7, receiver=receiver, max_size=200 * 1024 * 1024
     )
 
 

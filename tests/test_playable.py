@@ -21,8 +21,8 @@ import httpx
 import pytest
 from conftest import API_KEY, TOKEN_SECRET, LiveServer, RedisServer, mint_token
 from media_helpers import make_video
-from pipeline_helpers import WorkerProcess, get_status, upload_file
-from webhook_helpers import SECRET, Receiver, wait_until
+from pipeline_helpers import WorkerProcess, get_status, pipeline_settings, upload_file
+from webhook_helpers import Receiver, wait_until
 
 from upload_service.core.settings import Settings
 
@@ -34,24 +34,8 @@ XYWH = re.compile(r"^(?P<uri>[^#]+)#xywh=(\d+),(\d+),(\d+),(\d+)$")
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    endpoint = Receiver().start()
-    yield endpoint
-    endpoint.stop()
-
-
-@pytest.fixture
 def playable_settings(tmp_path: Path, redis_server: RedisServer, receiver: Receiver) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        redis_url=redis_server.url.rsplit("/", 1)[0] + "/9",
-        token_secret=TOKEN_SECRET,
-        api_key=API_KEY,
-        log_json=False,
-        transcribe=False,
-        webhook_url=receiver.url,
-        webhook_secret=SECRET,
-    )
+    return pipeline_settings(tmp_path / "data", redis_server.url, db=9, receiver=receiver)
 
 
 @pytest.fixture

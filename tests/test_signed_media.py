@@ -367,9 +367,8 @@ def webhooks() -> ModuleType:
 
 
 def test_webhook_bodies_are_signed_at_delivery_and_logged_plain(
-    settings: Settings, upload_id: str, webhooks: ModuleType
+    settings: Settings, upload_id: str, webhooks: ModuleType, receiver: Receiver
 ) -> None:
-    receiver = Receiver().start()
     try:
         hook_settings = settings.with_changes(webhook_url=receiver.url, webhook_secret=SECRET)
         webhooks.configure(hook_settings)
@@ -379,7 +378,6 @@ def test_webhook_bodies_are_signed_at_delivery_and_logged_plain(
         assert webhooks.deliver(event) == "delivered"
     finally:
         webhooks.configure(None)
-        receiver.stop()
     [request] = receiver.requests
     outputs = json.loads(request.body)["data"]["outputs"]
     expected = PlaybackURLs.from_settings(settings).record(record)["outputs"]
@@ -391,19 +389,15 @@ def test_webhook_bodies_are_signed_at_delivery_and_logged_plain(
 
 
 def test_a_worker_without_a_key_does_not_send_unsigned_media(
-    settings: Settings, upload_id: str, webhooks: ModuleType
+    settings: Settings, upload_id: str, webhooks: ModuleType, receiver: Receiver
 ) -> None:
-    receiver = Receiver().start()
-    try:
-        keyless = settings.with_changes(
-            token_secret=None, webhook_url=receiver.url, webhook_secret=SECRET
-        )
-        record = StatusStore(settings.status_dir, None).get(upload_id)
-        assert record is not None
-        result = webhooks.attempt_delivery(keyless, build_event("media.ready", record))
-        assert result.status is None and "MEDIA_SIGNING_KEY" in result.error
-        assert receiver.requests == []
-        public = keyless.with_changes(media_access="public")
-        assert webhooks.attempt_delivery(public, build_event("media.ready", record)).ok
-    finally:
-        receiver.stop()
+    keyless = settings.with_changes(
+        token_secret=None, webhook_url=receiver.url, webhook_secret=SECRET
+    )
+    record = StatusStore(settings.status_dir, None).get(upload_id)
+    assert record is not None
+    result = webhooks.attempt_delivery(keyless, build_event("media.ready", record))
+    assert result.status is None and "MEDIA_SIGNING_KEY" in result.error
+    assert receiver.requests == []
+    public = keyless.with_changes(media_access="public")
+    assert webhooks.attempt_delivery(public, build_event("media.ready", record)).ok

@@ -55,13 +55,6 @@ def webhooks() -> ModuleType:
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture
 def wh_settings(settings: Settings, redis_server: RedisServer, receiver: Receiver) -> Settings:
     url = f"redis://127.0.0.1:{redis_server.port}/{WEBHOOK_DB}"
     client = redis.Redis.from_url(url)

@@ -91,6 +91,12 @@ class Receiver:
     def ids(self) -> list[str]:
         return [r.headers["webhook-id"] for r in self.requests]
 
+    def __enter__(self) -> Receiver:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
 
 @dataclass
 class Harness:
