@@ -11,10 +11,10 @@ from __future__ import annotations
 import math
 import os
 import re
-import subprocess
 from pathlib import Path
 
 from processors.captions import Cue, to_vtt
+from processors.ts_timestamps import first_pts
 
 GROUP = "subs"
 _NAMES = {
@@ -36,7 +36,7 @@ def add_subtitles_vtt(hls_dir: Path, lang: str, vtt: str, duration: float) -> li
     text = master.read_text()
     vtt_name, playlist_name = f"subs_{lang}.vtt", f"subs_{lang}.m3u8"
     # Players line WebVTT cues up with MPEG-TS segments through X-TIMESTAMP-MAP;
-    # ffmpeg's HLS muxer starts TS timestamps at 1.4 s, not 0, so we ask the first segment.
+    # ffmpeg's HLS muxer starts TS timestamps near 1.4 s, not 0: the first segment says.
     offset = _first_segment_pts(hls_dir, text)
     header = f"X-TIMESTAMP-MAP=MPEGTS:{offset},LOCAL:00:00:00.000" if offset is not None else ""
     _write(hls_dir / vtt_name, _with_header(vtt, header))
@@ -104,17 +104,7 @@ def _first_segment_pts(hls_dir: Path, master: str) -> int | None:
         return None
     if segment is None or "://" in segment:
         return None
-    # Our own segment, but made from hostile input: read as MPEG-TS and nothing else.
-    probe = subprocess.run(
-        ["ffprobe", "-v", "error", "-protocol_whitelist", "file", "-format_whitelist", "mpegts",
-         "-show_entries", "format=start_time", "-of", "csv=p=0",
-         f"file:{playlist.parent / segment}"],
-        capture_output=True, text=True, check=False, timeout=30,
-    )  # fmt: skip
-    try:
-        return round(float(probe.stdout.strip()) * 90_000)
-    except ValueError:
-        return None
+    return first_pts(playlist.parent / segment)
 
 
 def _first_uri(playlist: str) -> str | None:
