@@ -321,6 +321,18 @@ async def test_leftover_verifying_from_rolls_back(tmp_path: Path, checksummed: b
     assert (await store.get("up1")).offset == 7
 
 
+async def test_an_empty_append_after_a_dead_writer_still_cuts_its_chunk(tmp_path: Path) -> None:
+    """A body may end before its first byte: the append opens no file for writing,
+    and must still cut off what a dead writer left unverified."""
+    store = LocalStore(tmp_path)
+    await store.create(new_info())
+    await store.write(await store.get("up1"), chunks(b"abc"), 10)
+    await anyio.to_thread.run_sync(leave_an_unverified_chunk, tmp_path, 3)
+    assert await store.write(await store.get("up1"), chunks(b""), 7) == 3
+    assert (tmp_path / "up1").read_bytes() == b"abc"
+    assert json.loads((tmp_path / "up1.info").read_text())["verifying_from"] is None
+
+
 CRASHING_WRITER = textwrap.dedent(
     """
     import asyncio, hashlib, sys

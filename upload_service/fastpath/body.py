@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from starlette.requests import ClientDisconnect
 
-from upload_service.core.store.base import Digest
+from upload_service.core.store.base import AppendFile, Digest
+from upload_service.core.threads import run_blocking
 from upload_service.fastpath.splice import BODY_TO_FILE, Outcome
 from upload_service.http.tus.body import RequestBody, Stalled
 
 
 class SplicingBody(RequestBody):
-    async def write_to(self, fd: int, limit: int, digest: Digest | None = None) -> int:
+    async def write_to(self, file: AppendFile, limit: int, digest: Digest | None = None) -> int:
         extension = self.request.scope.get("extensions", {}).get(BODY_TO_FILE)
         if digest is None and extension is not None:
+            fd = await run_blocking(file.fileno)
             result = await extension["to_file"](fd, limit, self.idle_timeout, self.rate_floor)
             if result is not None:  # else the request is past splicing: read it below
                 moved, outcome = result
@@ -27,4 +29,4 @@ class SplicingBody(RequestBody):
                 if outcome is Outcome.STALLED:
                     raise Stalled()
                 return int(moved)
-        return await super().write_to(fd, limit, digest)
+        return await super().write_to(file, limit, digest)

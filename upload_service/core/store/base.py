@@ -67,16 +67,36 @@ class Digest(Protocol):
     def digest(self) -> bytes: ...
 
 
+class AppendFile(Protocol):
+    """The file an append goes into, for stores that have files (local disk).
+
+    Both methods are called from worker threads, by the body's own writes: the
+    file is opened at the append's offset by the first write, and finished (closed,
+    a checksummed chunk compared) after the last. A body that arrives whole thus
+    costs one trip to a thread, where open, write and close took three.
+    """
+
+    def fileno(self) -> int:
+        """The file, opened at the append's offset on the first call."""
+        ...
+
+    def finish(self) -> None:
+        """The body has ended: close the file; the chunk's digest decides whether its
+        bytes stay. Nothing is written after this."""
+        ...
+
+
 class Body(Protocol):
     """The bytes of one append (see body.py): iterated by stores that take chunks,
-    or asked to fill a file descriptor by stores that have files."""
+    or asked to fill a file by stores that have files."""
 
     def __aiter__(self) -> AsyncIterator[bytes]: ...
 
-    async def write_to(self, fd: int, limit: int, digest: Digest | None = None) -> int:
-        """Write at most `limit` bytes at `fd`'s position, feeding `digest`; the
-        count written. What ends the body early is raised once every byte that
-        arrived before it is in the file."""
+    async def write_to(self, file: AppendFile, limit: int, digest: Digest | None = None) -> int:
+        """Write at most `limit` bytes into `file`, feeding `digest`; the count
+        written. A body that ends may `finish` the file in the thread of its last
+        write; the store finishes it otherwise. What ends the body early is raised
+        once every byte that arrived before it is in the file."""
         ...
 
 

@@ -1,11 +1,13 @@
 """The bytes of one append, as a store consumes them, and how they reach a file.
 
-A store either iterates a body chunk by chunk (B2, memory) or opens a file
-descriptor where the bytes go and asks the body to fill it (local disk): how
-the bytes travel is the body's business. `ChunkBody` is a body given as
-chunks; it writes them double-buffered, a batch in a worker thread while the
-next batch is read. The HTTP layer's bodies build on it, and the fast path's
-body moves bytes socket to file in the kernel instead (upload_service.fastpath).
+A store either iterates a body chunk by chunk (B2, memory) or hands it the file
+where the bytes go (local disk, an `AppendFile`): how the bytes travel is the
+body's business. `ChunkBody` is a body given as chunks; it writes them
+double-buffered, a batch in a worker thread while the next batch is read, and
+finishes the file in the thread of its last batch: a small body is opened,
+written and closed in one trip. The HTTP layer's bodies build on it, and the
+fast path's body moves bytes socket to file in the kernel instead
+(upload_service.fastpath).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 
 import anyio
 
-from upload_service.core.store.base import Digest
+from upload_service.core.store.base import AppendFile, Digest
 from upload_service.core.threads import run_write
 
 # Chunks are gathered up to this size, then written with one writev() while the
@@ -56,15 +58,16 @@ class ChunkBody:
             return True
         return False
 
-    async def write_to(self, fd: int, limit: int, digest: Digest | None = None) -> int:
-        """Write at most `limit` bytes at `fd`'s position, feeding `digest`; returns
-        how many were written.
+    async def write_to(self, file: AppendFile, limit: int, digest: Digest | None = None) -> int:
+        """Write at most `limit` bytes into `file`, feeding `digest`, and finish it;
+        returns how many were written.
 
         Whatever ends the body early (the client gone, a stall, a cancelled
-        request) is raised once every byte that arrived before it is written:
-        offsets are file sizes, and a resume starts from there.
+        request) is raised once every byte that arrived before it is written,
+        the file left for the store to finish: offsets are file sizes, and a
+        resume starts from there.
         """
-        writer = _BatchWriter(fd, digest)
+        writer = _BatchWriter(file, digest)
         batch: list[bytes] = []
         size = 0  # of `batch`
         try:
@@ -80,9 +83,8 @@ class ChunkBody:
                     batch, size = [], 0
                 if writer.queued + size >= limit:
                     break
-            if batch:
-                await writer.submit(batch)
-                batch = []
+            await writer.submit(batch, last=True)
+            batch = []
             await writer.drain()
         except BaseException:
             # Shielded: a cancelled request still lets its last bytes land. A
@@ -110,19 +112,22 @@ class _BatchWriter:
     Memory stays bounded at two batches: `submit` first waits for the write in flight.
     """
 
-    def __init__(self, fd: int, digest: Digest | None) -> None:
-        self.fd = fd
+    def __init__(self, file: AppendFile, digest: Digest | None) -> None:
+        self.file = file
         self.digest = digest
         self.queued = 0  # bytes handed to the thread, written or in flight
         self.written = 0
         self._pending: asyncio.Future[int] | None = None
 
-    async def submit(self, batch: list[bytes]) -> None:
+    async def submit(self, batch: list[bytes], last: bool = False) -> None:
+        """Write `batch` next; `last`: then finish the file, in the same thread."""
         await self.drain()
         self.queued += sum(len(c) for c in batch)
         # A task of its own, not part of the request: cancelling the request
         # must not abandon a write that is already running in its thread.
-        self._pending = asyncio.ensure_future(run_write(_write_all, self.fd, batch, self.digest))
+        self._pending = asyncio.ensure_future(
+            run_write(_write_all, self.file, batch, self.digest, last)
+        )
 
     async def drain(self) -> None:
         pending = self._pending
@@ -135,14 +140,18 @@ class _BatchWriter:
                 self._pending = None
 
 
-def _write_all(fd: int, batch: list[bytes], digest: Digest | None) -> int:
-    if digest is not None:
-        for chunk in batch:  # hashlib releases the GIL on large buffers
-            digest.update(chunk)
+def _write_all(file: AppendFile, batch: list[bytes], digest: Digest | None, last: bool) -> int:
     total = sum(len(c) for c in batch)
-    done = os.writev(fd, batch)
-    if done < total:  # rare short write: finish it byte-exactly
-        rest = memoryview(b"".join(batch))[done:]
-        while rest:
-            rest = rest[os.write(fd, rest) :]
+    if total:
+        if digest is not None:
+            for chunk in batch:  # hashlib releases the GIL on large buffers
+                digest.update(chunk)
+        fd = file.fileno()
+        done = os.writev(fd, batch)
+        if done < total:  # rare short write: finish it byte-exactly
+            rest = memoryview(b"".join(batch))[done:]
+            while rest:
+                rest = rest[os.write(fd, rest) :]
+    if last:
+        file.finish()
     return total

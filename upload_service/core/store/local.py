@@ -132,22 +132,19 @@ class LocalStore:
         checksum: tuple[Digest, bytes] | None = None,
     ) -> int:
         start = info.offset
-        if checksum is not None:
-            info.verifying_from = start
-            await self.save(info)
-        fd = await run_blocking(self._open_for_append, info.id, start)
+        file = _AppendFile(self, info, checksum)
         try:
-            written = await body.write_to(fd, limit, checksum[0] if checksum else None)
+            written = await body.write_to(file, limit, checksum[0] if checksum else None)
+            if not file.closed:  # a body that does not finish its file (a spliced one)
+                await run_blocking(file.finish)
         except BaseException:
             # A dropped connection or a shutdown keeps what arrived (the body
             # wrote it), except for a checksummed chunk, which is all or nothing.
             # Shielded: a cancelled request must still close its file.
             with anyio.CancelScope(shield=True):
-                await run_blocking(self._finish_write, fd, info, start, checksum is not None)
+                await run_blocking(file.abort)
             raise
-        mismatch = checksum is not None and checksum[0].digest() != checksum[1]
-        await run_blocking(self._finish_write, fd, info, start, mismatch)
-        if mismatch:
+        if file.mismatch:
             raise ChecksumMismatch()
         return start + written
 
@@ -157,16 +154,6 @@ class LocalStore:
             os.ftruncate(fd, offset)  # a dead writer's unverified chunk
         os.lseek(fd, offset, os.SEEK_SET)
         return fd
-
-    def _finish_write(self, fd: int, info: UploadInfo, start: int, rollback: bool) -> None:
-        try:
-            if rollback:
-                os.ftruncate(fd, start)
-        finally:
-            os.close(fd)
-        if info.verifying_from is not None:
-            info.verifying_from = None
-            self._save(info)
 
     async def terminate(self, upload_id: str) -> None:
         def remove() -> None:
@@ -215,6 +202,65 @@ class LocalStore:
                 yield block
         finally:
             await run_blocking(f.close)
+
+
+class _AppendFile:
+    """One append's data file (the `AppendFile` a body fills), in worker threads.
+
+    A checksummed chunk first records where it starts (`verifying_from`), in the
+    same trip as the open: reads never count it until its digest is compared.
+    """
+
+    def __init__(
+        self, store: LocalStore, info: UploadInfo, checksum: tuple[Digest, bytes] | None
+    ) -> None:
+        self.store = store
+        self.info = info
+        self.start = info.offset
+        self.checksum = checksum
+        self.fd: int | None = None
+        self.closed = False
+        self.mismatch = False
+
+    def fileno(self) -> int:
+        if self.fd is None:
+            if self.checksum is not None:
+                self.info.verifying_from = self.start
+                self.store._save(self.info)
+            self.fd = self.store._open_for_append(self.info.id, self.start)
+        return self.fd
+
+    def finish(self) -> None:
+        """The body ended: its bytes stay, unless its digest is not the one announced."""
+        if self.checksum is not None:
+            digest, expected = self.checksum
+            self.mismatch = digest.digest() != expected
+        self._close(rollback=self.mismatch)
+
+    def abort(self) -> None:
+        """The body broke off: what arrived stays, but for a checksummed chunk."""
+        self._close(rollback=self.checksum is not None)
+
+    def _close(self, rollback: bool) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.fd is None and self.info.verifying_from is None:
+            return  # nothing written, and no dead writer's chunk to cut off
+        # Opening (when nothing was written) cuts what a dead writer left past the offset.
+        fd = (
+            self.fd
+            if self.fd is not None
+            else self.store._open_for_append(self.info.id, self.start)
+        )
+        try:
+            if rollback:
+                os.ftruncate(fd, self.start)
+        finally:
+            os.close(fd)
+        if self.info.verifying_from is not None:
+            self.info.verifying_from = None
+            self.store._save(self.info)
 
 
 def _copy_file(src: int, dst: int, count: int) -> None:
