@@ -25,114 +25,32 @@ then sends the player on to B2 with a download authorization
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
-from b2sdk.v2 import AbstractProgressListener, B2Api, Bucket, FileVersion
+from b2sdk.v2 import B2Api, Bucket, FileVersion
 
 from upload_service.core.b2client import authorized_api, download_base, media_folder, retrying
 from upload_service.core.logs import log_event
-from upload_service.core.media_types import media_type_for
 from upload_service.core.settings import Settings
+
+from .b2_files import FileListener, Planned, Progress, PublishItem, by_reference, stored_sha1
 
 log = logging.getLogger("processors.b2")
 
 MB = 1024 * 1024
-PublishItem = tuple[Path, str]
-
-
-def _by_reference(items: list[PublishItem]) -> list[list[PublishItem]]:
-    """Media, then the WebVTT files that name media, then the playlists that name both."""
-    rank = {".vtt": 1, ".m3u8": 2}
-    groups: list[list[PublishItem]] = [[], [], []]
-    for item in items:
-        groups[rank.get(Path(item[1]).suffix, 0)].append(item)
-    return [group for group in groups if group]
 
 
 class B2PublishError(RuntimeError):
     """B2 answered, but not with what we uploaded (size or SHA-1 differ)."""
 
 
-def file_sha1(path: Path) -> str:
-    digest = hashlib.sha1()
-    with open(path, "rb") as f:
-        while block := f.read(1024 * 1024):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def stored_sha1(version: Any) -> str | None:
-    """A large file's SHA-1 lives in its file info, a small one's in content_sha1."""
-    sha1 = version.content_sha1
-    if sha1 and sha1 != "none":
-        return str(sha1)
-    info = version.file_info or {}
-    return info.get("large_file_sha1")
-
-
 # Replaceable by tests (b2sdk's RawSimulator) and by anything that needs its own set-up.
 api_factory: Callable[[Settings], B2Api] = authorized_api
-
-
-class _Progress:
-    """Bytes done over all files -> on_progress(percent), serialised, never backwards."""
-
-    def __init__(self, total: int, on_progress: Callable[[float], None]) -> None:
-        self.total = max(total, 1)
-        self.on_progress = on_progress
-        self.done: dict[str, int] = {}
-        self.sum = 0  # of self.done's values, kept as we go: called per read
-        self.reported = -1.0
-        self.lock = threading.Lock()
-
-    def set(self, name: str, nbytes: int) -> None:
-        with self.lock:
-            self.sum += nbytes - self.done.get(name, 0)
-            self.done[name] = nbytes
-            percent = min(100.0, 100.0 * self.sum / self.total)
-            # Whole-percent steps: a status write per step, not per 8 KiB read.
-            step = percent >= 100.0 or int(percent) > int(self.reported)
-            if step and percent > self.reported:
-                self.reported = percent
-                self.on_progress(round(percent, 1))
-
-    def finish(self) -> None:
-        with self.lock:
-            if self.reported < 100.0:
-                self.reported = 100.0
-                self.on_progress(100.0)
-
-
-class _FileListener(AbstractProgressListener):
-    def __init__(self, progress: _Progress, name: str) -> None:
-        super().__init__()
-        self.progress = progress
-        self.name = name
-
-    def set_total_bytes(self, total_byte_count: int) -> None:
-        pass
-
-    def bytes_completed(self, byte_count: int) -> None:
-        self.progress.set(self.name, byte_count)
-
-
-@dataclass
-class _Planned:
-    path: Path
-    name: str  # relative, as given
-    key: str  # full object name in the bucket
-    size: int
-    sha1: str
-    content_type: str
 
 
 class B2Publisher:
@@ -238,7 +156,7 @@ class B2Publisher:
         # what they name. The job still needs its local files (the MP4 is remuxed
         # from a rung, the storyboard read from one): they stay.
         urls: dict[str, str] = {}
-        for group in _by_reference(items):
+        for group in by_reference(items):
             urls.update(self._publish(upload_id, group, on_progress, keep_local=True))
         return urls
 
@@ -250,16 +168,16 @@ class B2Publisher:
         keep_local: bool,
     ) -> dict[str, str]:
         started = time.monotonic()
-        planned = [self._plan(upload_id, path, name) for path, name in items]
+        planned = [Planned.of(path, name, self.key(upload_id, name)) for path, name in items]
         folder = self.folder(upload_id)
         self._cancel_unfinished(folder, keep={(p.key, p.sha1) for p in planned})
         existing = self._versions(folder)
-        progress = _Progress(sum(p.size for p in planned), on_progress)
+        progress = Progress(sum(p.size for p in planned), on_progress)
 
-        todo: list[_Planned] = []
+        todo: list[Planned] = []
         for item in planned:
             versions = existing.get(item.key, [])
-            if versions and self._matches(versions[0], item):
+            if versions and item.is_stored_as(versions[0]):
                 progress.set(item.key, item.size)
                 self._delete_versions(versions[1:])
             else:
@@ -300,23 +218,11 @@ class B2Publisher:
         self._delete_versions(versions)
         log_event(log, "b2.unpublished", upload_id=upload_id, versions=len(versions))
 
-    def _plan(self, upload_id: str, path: Path, name: str) -> _Planned:
-        path = Path(path)
-        return _Planned(
-            path=path,
-            name=name,
-            key=self.key(upload_id, name),
-            size=path.stat().st_size,
-            sha1=file_sha1(path),
-            # The server's fixed map: a name it does not know is bytes, never a page.
-            content_type=media_type_for(name),
-        )
-
     def _upload_all(
         self,
-        todo: list[_Planned],
+        todo: list[Planned],
         existing: dict[str, list[FileVersion]],
-        progress: _Progress,
+        progress: Progress,
     ) -> int:
         if not todo:
             return 0
@@ -324,7 +230,7 @@ class B2Publisher:
         # ones also spread their parts over b2sdk's own upload pool.
         failed = threading.Event()
 
-        def task(item: _Planned) -> None:
+        def task(item: Planned) -> None:
             if failed.is_set():  # one file failed: the publish fails, start no more
                 return
             try:
@@ -344,7 +250,7 @@ class B2Publisher:
                     raise error
         return len(todo)
 
-    def _upload_one(self, item: _Planned, old: list[FileVersion], progress: _Progress) -> None:
+    def _upload_one(self, item: Planned, old: list[FileVersion], progress: Progress) -> None:
         min_part = max(self.part_size, self.api.account_info.get_absolute_minimum_part_size())
 
         def upload() -> FileVersion:
@@ -355,7 +261,7 @@ class B2Publisher:
                 content_type=item.content_type,
                 sha1_sum=item.sha1,  # b2sdk sends it; B2 rejects a mismatch
                 min_part_size=min_part,
-                progress_listener=_FileListener(progress, item.key),
+                progress_listener=FileListener(progress, item.key),
             )
 
         version = retrying(upload, self.attempts, self.backoff, self.sleep, item.key)
@@ -366,15 +272,6 @@ class B2Publisher:
             )
         progress.set(item.key, item.size)
         self._delete_versions([v for v in old if v.id_ != version.id_])
-
-    @staticmethod
-    def _matches(version: FileVersion, item: _Planned) -> bool:
-        return (
-            version.action == "upload"
-            and version.size == item.size
-            and stored_sha1(version) == item.sha1
-            and version.content_type == item.content_type
-        )
 
     def _versions(self, folder: str) -> dict[str, list[FileVersion]]:
         """Every version under the folder, newest first per name."""
@@ -410,7 +307,7 @@ class B2Publisher:
 
         retrying(sweep, self.attempts, self.backoff, self.sleep, "unfinished")
 
-    def _remove_local(self, planned: list[_Planned]) -> None:
+    def _remove_local(self, planned: list[Planned]) -> None:
         # The job's own outputs only: the pipeline never hands over the tus store's files.
         for item in planned:
             item.path.unlink(missing_ok=True)

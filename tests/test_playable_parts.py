@@ -11,7 +11,7 @@ from pathlib import Path
 
 from media_helpers import make_video
 
-from processors.b2 import _by_reference
+from processors.b2_files import by_reference
 from processors.checkpoint import Checkpoint
 from processors.content import looks_static
 from processors.hls_master import write_master
@@ -169,7 +169,7 @@ def test_upload_eta_from_the_upload_speed() -> None:
 def test_b2_publishes_what_is_named_before_what_names_it(tmp_path: Path) -> None:
     names = ["hls/master.m3u8", "storyboard.vtt", "hls/v2/seg_00000.ts", "hls/v2/index.m3u8"]
     items = [(tmp_path / n, n) for n in names] + [(tmp_path / "storyboard.jpg", "storyboard.jpg")]
-    groups = [[name for _, name in group] for group in _by_reference(items)]
+    groups = [[name for _, name in group] for group in by_reference(items)]
     assert groups == [
         ["hls/v2/seg_00000.ts", "storyboard.jpg"],
         ["storyboard.vtt"],
