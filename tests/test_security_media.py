@@ -21,28 +21,22 @@ pass. Tests that pass on the unrestricted path too say what they guard.
 from __future__ import annotations
 
 import json
-import select
 import shutil
 import socket
 import subprocess
-import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 from hostile_media import (
-    SCRIPT,
     SECRET_MARKER,
-    SECRET_RGB,
     make_ansi_text,
     make_avi_gab2_playlist,
     make_dash_manifest,
     make_declared_jpeg_mkv,
     make_declared_png_mkv,
     make_ffconcat,
-    make_gif_html_polyglot,
     make_gif_screen_bomb,
     make_gxf,
     make_hls_master,
@@ -52,7 +46,6 @@ from hostile_media import (
     make_long_declared_mp3,
     make_long_frame_mp4,
     make_many_streams_mkv,
-    make_mp4_html_polyglot,
     make_png,
     make_png_frame_mkv,
     make_ppm,
@@ -60,21 +53,17 @@ from hostile_media import (
     make_sdp,
     make_secret_media,
     make_svg,
-    make_wav_script_tags,
     make_xbin,
 )
 from media_helpers import make_video
 from pipeline_helpers import tus_upload
-from redis import Redis
+from security_helpers import Listener, Target, make_ctx, published, secret_traces
 
 from processors.failures import MediaError
-from processors.pipeline import PipelineContext, process_upload
+from processors.pipeline import process_upload
 from processors.probe import probe
-from processors.publish import make_publisher
-from upload_service.core.jobs import MemoryJobQueue
-from upload_service.core.media_signing import media_signer
 from upload_service.core.settings import Settings
-from upload_service.core.status import Record, StatusStore
+from upload_service.core.status import Record
 
 pytestmark = pytest.mark.one_path
 
@@ -82,93 +71,9 @@ UNSUPPORTED = "unsupported_media"
 TOO_LARGE = "frame_too_large"
 TOO_LONG = "media_too_long"
 TOO_MANY = "too_many_streams"
-# Neighbour uploads are stored as `<uploads dir>/<id>`; this one stands for another user's.
-NEIGHBOUR_ID = "VictimUpload_0123456789ab"
 
 
 # -- what the hostile files point at ------------------------------------------------------
-
-
-class Listener:
-    """TCP and UDP on one loopback port, in a thread, counting what arrives."""
-
-    def __init__(self) -> None:
-        for _ in range(50):
-            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                tcp.close()
-                udp.close()
-                continue
-            break
-        else:
-            raise RuntimeError("no loopback port free for both TCP and UDP")
-        tcp.listen(64)
-        self.tcp, self.udp, self.port = tcp, udp, port
-        self.connections = 0
-        self.datagrams = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            ready, _, _ = select.select([self.tcp, self.udp], [], [], 0.05)
-            if self.tcp in ready:
-                conn, _ = self.tcp.accept()
-                self.connections += 1
-                conn.close()
-            if self.udp in ready:
-                self.udp.recvfrom(65536)
-                self.datagrams += 1
-
-    def settle(self) -> int:
-        """Stop serving, count what still waits in the queues; all that reached the port."""
-        if not self._stop.is_set():
-            self._stop.set()
-            self._thread.join(5)
-            self.tcp.setblocking(False)
-            self.udp.setblocking(False)
-            while True:
-                try:
-                    conn, _ = self.tcp.accept()
-                except BlockingIOError:
-                    break
-                self.connections += 1
-                conn.close()
-            while True:
-                try:
-                    self.udp.recvfrom(65536)
-                except BlockingIOError:
-                    break
-                self.datagrams += 1
-        return self.connections + self.datagrams
-
-    def url(self, scheme: str, name: str = "x.ts") -> str:
-        return f"{scheme}://127.0.0.1:{self.port}/{name}"
-
-    def close(self) -> None:
-        self.settle()
-        self.tcp.close()
-        self.udp.close()
-
-
-@dataclass
-class Target:
-    """The private files and the listener that the hostile manifests name."""
-
-    listener: Listener
-    secret_ts: Path  # a host file outside the data dir
-    secret_mp4: Path  # the same, fragmented MP4 (DASH, #EXT-X-MAP)
-    variant: Path  # a host HLS playlist naming secret_ts (for a master playlist to point at)
-    neighbour: str = NEIGHBOUR_ID  # another user's upload, beside the attacker's
-
-    def url(self, scheme: str, name: str = "x.ts") -> str:
-        return self.listener.url(scheme, name)
 
 
 @pytest.fixture
@@ -285,57 +190,10 @@ def refusal(path: Path) -> str:
     pytest.fail(f"probe() accepted the hostile file as {info}")
 
 
-# Published names decoded to look for the secret's picture, with the demuxer forced:
-# never a playlist or the uploaded original, which would replay the attack.
-_FRAME_FORMATS = {".jpg": "jpeg_pipe", ".ts": "mpegts", ".mp4": "mov", ".mov": "mov"}
-
-
-def _first_frame_rgb(path: Path) -> tuple[int, int, int] | None:
-    result = subprocess.run(
-        ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-f", _FRAME_FORMATS[path.suffix]]
-        + ["-i", str(path), "-frames:v", "1", "-vf", "scale=1:1", "-f", "rawvideo"]
-        + ["-pix_fmt", "rgb24", "-"],
-        capture_output=True,
-        timeout=60,
-    )
-    if len(result.stdout) < 3:
-        return None
-    red, green, blue = result.stdout[:3]
-    return red, green, blue
-
-
-def secret_traces(root: Path) -> list[str]:
-    """Files under `root` that carry the secret: its marker bytes, or a frame of its colour."""
-    traces = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        name = str(path.relative_to(root))
-        if SECRET_MARKER.encode() in path.read_bytes():
-            traces.append(f"{name}: the secret's marker")
-        if path.suffix in _FRAME_FORMATS and not path.name.startswith("original"):
-            rgb = _first_frame_rgb(path)
-            if rgb and all(abs(a - b) <= 16 for a, b in zip(rgb, SECRET_RGB, strict=True)):
-                traces.append(f"{name}: a frame of the secret's colour {rgb}")
-    return traces
-
-
-def make_ctx(settings: Settings) -> PipelineContext:
-    return PipelineContext(
-        settings=settings,
-        status=StatusStore(settings.status_dir, Redis.from_url(settings.redis_url)),
-        jobs=MemoryJobQueue(),
-        publisher=make_publisher(settings),
-    )
-
-
 @pytest.fixture
 def quiet_settings(settings: Settings) -> Settings:
     # No transcription; a hung ffmpeg is stopped well inside the test timeout.
     return settings.with_changes(transcribe=False, transcode_timeout_min=60.0)
-
-
-def published(settings: Settings, upload_id: str) -> list[str]:
-    base = settings.media_dir / upload_id
-    return sorted(str(p.relative_to(base)) for p in base.rglob("*") if p.is_file())
 
 
 def assert_refused(
@@ -428,115 +286,6 @@ async def test_pipeline_refuses_disguised_pictures(
     upload_id = await tus_upload(client, make_token(), make(tmp_path / "lesson.mp4"))
     record = process_upload(upload_id, make_ctx(quiet_settings))
     assert_refused(record, quiet_settings, upload_id, code, listener)
-
-
-# -- polyglots: valid media that is also a document ----------------------------------------
-
-
-def signed_query(settings: Settings, upload_id: str) -> str:
-    """What a reader of the status API gets appended to the upload's media URLs."""
-    signer = media_signer(settings)
-    assert signer is not None  # MEDIA_ACCESS=signed is the default
-    return signer.query(upload_id)
-
-
-# Types a browser runs as a document (script included) when it is served from our origin.
-ACTIVE_TYPES = {
-    "text/html",
-    "application/xhtml+xml",
-    "image/svg+xml",
-    "text/xml",
-    "application/xml",
-    "text/javascript",
-    "application/javascript",
-}
-
-POLYGLOTS: dict[str, Callable[[Path], Path]] = {
-    "gif-html-as-html": lambda d: make_gif_html_polyglot(d / "cat.html"),
-    "mp4-html-as-html": lambda d: make_mp4_html_polyglot(d / "clip.html"),
-    "mp4-html-as-xhtml": lambda d: make_mp4_html_polyglot(d / "clip.xhtml"),
-    "wav-script-tags-as-svg": lambda d: make_wav_script_tags(d / "talk.svg"),
-    "svg-as-svg": lambda d: make_svg(d / "logo.svg"),
-}
-
-
-@pytest.mark.anyio
-@pytest.mark.parametrize("name", list(POLYGLOTS))
-async def test_polyglot_is_never_served_as_a_document(
-    name: str,
-    tmp_path: Path,
-    quiet_settings: Settings,
-    client: httpx.AsyncClient,
-    make_token: Callable[..., str],
-) -> None:
-    """Valid media may be accepted; what is published must not be a page on our origin."""
-    upload_id = await tus_upload(client, make_token(), POLYGLOTS[name](tmp_path))
-    record = process_upload(upload_id, make_ctx(quiet_settings))
-    assert record is not None and record["state"] in {"ready", "failed"}
-    if record["state"] == "failed":
-        assert not (quiet_settings.media_dir / upload_id).exists()
-        return
-    served = {}
-    query = signed_query(quiet_settings, upload_id)
-    for file_name in published(quiet_settings, upload_id):
-        response = await client.get(f"/media/{upload_id}/{file_name}?{query}")
-        assert response.status_code == 200, file_name
-        served[file_name] = response.headers.get("content-type", "").split(";")[0].strip()
-    # The original itself, downloaded by its owner: a file to save, never a page.
-    original = await client.get(
-        f"/files/{upload_id}", headers={"Authorization": f"Bearer {make_token()}"}
-    )
-    assert original.status_code == 200
-    assert original.headers["content-disposition"].startswith("attachment")
-    assert original.headers["content-security-policy"].startswith("sandbox")
-    served["(original)"] = original.headers["content-type"].split(";")[0].strip()
-    active = {n: t for n, t in served.items() if t in ACTIVE_TYPES}
-    assert not active, f"published as a document a browser runs: {active}"
-
-
-@pytest.mark.anyio
-async def test_published_media_is_served_nosniff(
-    tmp_path: Path,
-    quiet_settings: Settings,
-    client: httpx.AsyncClient,
-    make_token: Callable[..., str],
-) -> None:
-    """Every published file says `nosniff`: no browser second-guesses a polyglot's type."""
-    clip = make_mp4_html_polyglot(tmp_path / "clip.mp4")
-    upload_id = await tus_upload(client, make_token(), clip)
-    record = process_upload(upload_id, make_ctx(quiet_settings))
-    assert record is not None and record["state"] == "ready"
-    missing = []
-    query = signed_query(quiet_settings, upload_id)
-    for name in published(quiet_settings, upload_id):
-        response = await client.get(f"/media/{upload_id}/{name}?{query}")
-        assert response.status_code == 200, name
-        if response.headers.get("x-content-type-options", "").lower() != "nosniff":
-            missing.append(name)
-    assert not missing, f"served without X-Content-Type-Options: nosniff: {missing}"
-
-
-@pytest.mark.anyio
-async def test_script_tags_stay_out_of_the_record_and_events(
-    tmp_path: Path,
-    quiet_settings: Settings,
-    client: httpx.AsyncClient,
-    make_token: Callable[..., str],
-) -> None:
-    """Guard (passes today): media tags never reach the status record or the webhook events.
-
-    A WAV whose title/artist/comment are `<script>` is fine audio; a backend
-    that showed the record's fields in a page would run what the tags say.
-    """
-    upload_id = await tus_upload(client, make_token(), make_wav_script_tags(tmp_path / "talk.wav"))
-    settings = quiet_settings.with_changes(webhook_url="http://127.0.0.1:9/hooks")
-    ctx = make_ctx(settings)
-    record = process_upload(upload_id, ctx)
-    assert record is not None and record["state"] == "ready"
-    assert record["media"]["kind"] == "audio"
-    assert ctx.jobs.sent  # type: ignore[attr-defined]
-    for text in (json.dumps(record), json.dumps(ctx.jobs.sent, default=str)):  # type: ignore[attr-defined]
-        assert "<script" not in text and SCRIPT not in text
 
 
 # -- the corpus itself ---------------------------------------------------------------------
