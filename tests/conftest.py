@@ -224,6 +224,15 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
+def workers() -> Iterator[list[Any]]:
+    """Worker processes a test starts (pipeline_helpers.WorkerProcess), stopped at its end."""
+    started: list[Any] = []
+    yield started
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
 def make_token() -> Callable[..., str]:
     def make(sub: str = "user-1", secret: str = TOKEN_SECRET, **claims: Any) -> str:
         return mint_token(secret, sub, **claims)

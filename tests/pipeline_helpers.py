@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
 import subprocess
@@ -20,6 +21,19 @@ from webhook_helpers import SECRET, Receiver
 from upload_service.core.settings import Settings
 
 TUS = {"Tus-Resumable": "1.0.0"}
+# A worker's job comes back to the queue 3 s after its worker died (heartbeats), and
+# the look for such jobs runs on every maintenance chance: a kill test waits seconds.
+FAST_REQUEUE = {"WORKER_HEARTBEAT_TIMEOUT": "3", "WORKER_MAINTENANCE_CHANCE": "200000"}
+
+
+def ladder_under_way(settings: Settings, upload_id: str) -> bool:
+    """The job has published its smallest rung and begun a larger one (its checkpoint
+    manifest says so): the moment a kill test kills the worker."""
+    manifest = settings.work_dir / upload_id / "manifest.json"
+    if not manifest.exists():
+        return False
+    runs = json.loads(manifest.read_text())["runs"]
+    return "rung1" in runs or "rung0" in runs
 
 
 def pipeline_settings(

@@ -153,14 +153,6 @@ def crash_settings(tmp_path: Path, redis_server: RedisServer) -> Settings:
     return pipeline_settings(tmp_path / "data", redis_server.url, db=9)
 
 
-@pytest.fixture
-def workers() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for worker in started:
-        worker.stop()
-
-
 @pytest.mark.slow
 @pytest.mark.one_path  # the worker side: the upload path is not involved
 def test_a_sigkilled_workers_job_comes_back_through_the_scheduled_maintenance_pass(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -18,6 +17,7 @@ import pytest
 from conftest import API_KEY, TOKEN_SECRET, LiveServer, RedisServer, mint_token
 from media_helpers import make_video
 from pipeline_helpers import (
+    FAST_REQUEUE,
     WorkerProcess,
     ffprobe_json,
     get_status,
@@ -30,20 +30,10 @@ from upload_service.core.settings import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.one_path]
 
-FAST_REQUEUE = {"WORKER_HEARTBEAT_TIMEOUT": "3", "WORKER_MAINTENANCE_CHANCE": "200000"}
-
 
 @pytest.fixture
 def crash_settings(tmp_path: Path, redis_server: RedisServer) -> Settings:
     return pipeline_settings(tmp_path / "data", redis_server.url, db=8)
-
-
-@pytest.fixture
-def workers(crash_settings: Settings) -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for worker in started:
-        worker.stop()
 
 
 def ffmpeg_children(worker: WorkerProcess) -> list[str]:

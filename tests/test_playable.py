@@ -21,14 +21,20 @@ import httpx
 import pytest
 from conftest import API_KEY, TOKEN_SECRET, LiveServer, RedisServer, mint_token
 from media_helpers import make_video
-from pipeline_helpers import WorkerProcess, get_status, pipeline_settings, upload_file
+from pipeline_helpers import (
+    FAST_REQUEUE,
+    WorkerProcess,
+    get_status,
+    ladder_under_way,
+    pipeline_settings,
+    upload_file,
+)
 from webhook_helpers import Receiver, wait_until
 
 from upload_service.core.settings import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-FAST_REQUEUE = {"WORKER_HEARTBEAT_TIMEOUT": "3", "WORKER_MAINTENANCE_CHANCE": "200000"}
 EVENTS = ["upload.created", "upload.completed", "media.playable", "media.ready"]
 XYWH = re.compile(r"^(?P<uri>[^#]+)#xywh=(\d+),(\d+),(\d+),(\d+)$")
 
@@ -45,14 +51,6 @@ def server(playable_settings: Settings) -> Iterator[LiveServer]:
     live = LiveServer(playable_settings, extra_env={"UPLOAD_SERVER_WORKERS": "1"}).start()
     yield live
     live.stop()
-
-
-@pytest.fixture
-def workers() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for worker in started:
-        worker.stop()
 
 
 def follow(server: LiveServer, upload_id: str, timeout: float = 120) -> list[dict[str, Any]]:
@@ -190,14 +188,11 @@ def test_worker_killed_mid_ladder_resumes_from_the_finished_rungs(
     media = playable_settings.media_dir / upload_id
     manifest = playable_settings.work_dir / upload_id / "manifest.json"
 
-    def mid_ladder() -> bool:
-        # Playable, and a higher rung begun: the smallest is finished and published.
-        if not manifest.exists():
-            return False
-        runs = json.loads(manifest.read_text())["runs"]
-        return "rung1" in runs or "rung0" in runs
-
-    wait_until(mid_ladder, timeout=120, what="a higher rung under way")
+    wait_until(
+        lambda: ladder_under_way(playable_settings, upload_id),
+        timeout=120,
+        what="a higher rung under way",
+    )
     first.kill()
     assert get_status(server.url, API_KEY, upload_id)["state"] == "playable"
     smallest = media / "hls/v2/seg_00000.ts"

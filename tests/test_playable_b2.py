@@ -9,7 +9,6 @@ the rest from its checkpoint, and every published name ends with one version.
 from __future__ import annotations
 
 import io
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,8 +20,10 @@ from conftest import API_KEY, TOKEN_SECRET, LiveServer, RedisServer, mint_token
 from media_helpers import make_video
 from node_helpers import b2_env
 from pipeline_helpers import (
+    FAST_REQUEUE,
     WorkerProcess,
     get_status,
+    ladder_under_way,
     pipeline_settings,
     upload_file,
     wait_for_state,
@@ -32,8 +33,6 @@ from webhook_helpers import wait_until
 from upload_service.core.settings import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-FAST_REQUEUE = {"WORKER_HEARTBEAT_TIMEOUT": "3", "WORKER_MAINTENANCE_CHANCE": "200000"}
 
 
 @pytest.fixture
@@ -59,14 +58,6 @@ def server(job: Settings, b2_vars: dict[str, str]) -> Iterator[LiveServer]:
     live.stop()
 
 
-@pytest.fixture
-def workers() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for worker in started:
-        worker.stop()
-
-
 def published(fake: FakeB2, upload_id: str) -> dict[str, list[str]]:
     """Each published name under the upload's folder, with its versions' file ids."""
     folder = f"media/{upload_id}/"
@@ -88,15 +79,10 @@ def test_a_worker_killed_mid_ladder_leaves_b2_as_it_was_and_the_next_one_finishe
     first = WorkerProcess(job, {**b2_vars, **FAST_REQUEUE}, name="worker-a").start()
     workers.append(first)
     upload_id = upload_file(server.url, mint_token(TOKEN_SECRET, "user-1"), clip)
-    manifest = job.work_dir / upload_id / "manifest.json"
 
-    def mid_ladder() -> bool:
-        if not manifest.exists():
-            return False
-        runs = json.loads(manifest.read_text())["runs"]
-        return "rung1" in runs or "rung0" in runs
-
-    wait_until(mid_ladder, timeout=120, what="a higher rung under way")
+    wait_until(
+        lambda: ladder_under_way(job, upload_id), timeout=120, what="a higher rung under way"
+    )
     first.kill()
     assert get_status(server.url, API_KEY, upload_id)["state"] == "playable"
     before = published(fake_b2, upload_id)
