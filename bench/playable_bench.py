@@ -43,8 +43,8 @@ from processors.media_tools import MediaTools
 from processors.probe import DECODE_SECONDS, describe, ffprobe
 from processors.storyboard import plan, sprite_args
 from processors.transcode import (
-    PLAYABLE_PRESET,
     choose_ladder,
+    first_preset,
     ladder_args,
     ladder_preset,
     mp4_args,
@@ -162,7 +162,7 @@ def bare_commands(source: Path, out: Path) -> tuple[list[list[str]], list[list[s
         ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", *tools.input()],
         [*decode, *tools.input(), *tail],
         [*decode, "-sseof", f"-{DECODE_SECONDS}", *tools.input(), *tail],
-        [*BASE_ARGS, *rung_args(tools, out, info, low, ladder[low], fps, PLAYABLE_PRESET)],
+        [*BASE_ARGS, *rung_args(tools, out, info, low, ladder[low], fps, first_preset(info))],
         [*BASE_ARGS, *poster_args(tools, out, info, ladder[0], poster_seconds(info))],
     ]
     board = plan(info.duration, ladder[low].width, ladder[low].height)

@@ -53,12 +53,12 @@ from .publish import Publisher
 from .transcode import (
     AUDIO_BITRATE,
     MASTER,
-    PLAYABLE_PRESET,
     VARIANT,
     Deadline,
     Rendition,
     audio_args,
     choose_ladder,
+    first_preset,
     ladder_args,
     ladder_preset,
     make_poster,
@@ -246,7 +246,7 @@ def _encode_rungs(
 
 def _first_rung(job: JobParts, ladder: list[Rendition], deadline: Deadline) -> None:
     low = len(ladder) - 1
-    _encode_rungs(job, ladder, [low], deadline, PLAYABLE_PRESET)
+    _encode_rungs(job, ladder, [low], deadline, first_preset(job.media))
 
     def poster() -> str | None:
         job.status.piece("poster")
