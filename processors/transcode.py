@@ -217,9 +217,11 @@ def ladder_args(
     `audio_from`: a rung already made (its playlist), whose AAC is copied rather than
     encoded again: every rung carries the same audio, and encoding it costs about as
     much CPU as a small rung's pictures of slides."""
-    # Slides: frames no other frame refers to are not even decoded (a third of the
-    # decoder's work in a common encode), as a STATIC_FPS output drops most frames anyway.
-    src = _source(tools, skip_frame="noref") if info.static else _source(tools)
+    # Every frame is decoded, slides' too: skipping those no other frame refers to
+    # (`-skip_frame noref`) halves the decoder's work, but the fps filter then picks an
+    # older frame wherever it would have picked a skipped one, and a pointer moving over
+    # a slide loses positions it had.
+    src = _source(tools)
     video, trim = _picture(tools, src, info, max_fps)
     # One decode, and the picture at the output rate, shared by every rung of the run.
     split = video.split() if len(rungs) > 1 else None
