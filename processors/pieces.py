@@ -18,12 +18,12 @@ redelivered job skips both, so a worker SIGKILLed in the middle of the ladder
 goes on from the rung it was making, and ends with the same outputs.
 
 The smallest rung is one ffmpeg run, so that it plays as soon as it can; the
-other rungs are one more run, from a second decode of the upload (decoding
-costs as much as encoding a rung of slides: a decode a rung would be the
-ladder's largest cost after x264). They are checkpointed together: a worker
-killed during that run makes them all again, and a rung of an older layout
-already listed is left out of it. Segments line up across runs because every
-run forces keyframes at the same instants.
+other rungs are one more run, from a second decode of the upload, its picture
+split to one encoder per rung (on slides, decoding costs more than encoding
+a rung: one decode a rung would be most of the ladder's CPU). They are
+checkpointed together: a worker killed during that run makes them all again
+(a rung the checkpoint already lists is left out of it). Segments line up
+across runs because every run forces keyframes at the same instants.
 """
 
 from __future__ import annotations
