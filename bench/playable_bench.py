@@ -6,7 +6,8 @@ For each piece of media, side by side in one run:
   that message to `playable` and to `ready` in the status record, and the worker's CPU
   seconds (its own and its ffmpeg children's) per minute of media;
 - **bare**: the very same ffmpeg commands the pipeline runs for it (`bare_commands`:
-  probe, the smallest rung, the poster, then the storyboard, the other rungs, the MP4),
+  probe, the smallest rung, the poster, then the storyboard, the other rungs in one run,
+  the MP4),
   one after another without the sandbox or the progress pipe, timed to the end of the
   poster (what playable needs) and to the end of the last one (ready, without captions).
 
@@ -42,9 +43,10 @@ from processors.media_tools import MediaTools
 from processors.probe import DECODE_SECONDS, describe, ffprobe
 from processors.storyboard import plan, sprite_args
 from processors.transcode import (
-    LADDER_PRESET,
-    PLAYABLE_PRESET,
     choose_ladder,
+    first_preset,
+    ladder_args,
+    ladder_preset,
     mp4_args,
     poster_args,
     poster_seconds,
@@ -160,15 +162,16 @@ def bare_commands(source: Path, out: Path) -> tuple[list[list[str]], list[list[s
         ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", *tools.input()],
         [*decode, *tools.input(), *tail],
         [*decode, "-sseof", f"-{DECODE_SECONDS}", *tools.input(), *tail],
-        [*BASE_ARGS, *rung_args(tools, out, info, low, ladder[low], fps, PLAYABLE_PRESET)],
+        [*BASE_ARGS, *rung_args(tools, out, info, low, ladder[low], fps, first_preset(info))],
         [*BASE_ARGS, *poster_args(tools, out, info, ladder[0], poster_seconds(info))],
     ]
     board = plan(info.duration, ladder[low].width, ladder[low].height)
-    rest = [[*BASE_ARGS, *sprite_args(out / rung_dir(low) / "index.m3u8", out, board)]]
-    for index in reversed(range(low)):
-        rest.append(
-            [*BASE_ARGS, *rung_args(tools, out, info, index, ladder[index], fps, LADDER_PRESET)]
-        )
+    first_rung = out / rung_dir(low) / "index.m3u8"
+    rest = [[*BASE_ARGS, *sprite_args(first_rung, out, board)]]
+    if low:  # the larger rungs: one run, the first rung's AAC copied
+        larger = {index: ladder[index] for index in range(low)}
+        preset = ladder_preset(info)
+        rest.append([*BASE_ARGS, *ladder_args(tools, out, info, larger, fps, preset, first_rung)])
     rest.append([*BASE_ARGS, *mp4_args(out)])
     return first, rest
 

@@ -1,6 +1,6 @@
 """The HLS master playlist, from the rungs finished so far.
 
-Each rung is encoded on its own (`transcode.rung_args`) and ffmpeg writes, beside
+Each rung is an output of its own (`transcode.ladder_args`), and ffmpeg writes, beside
 its media playlist, a one-variant master (`variant.m3u8`) with what it measured:
 BANDWIDTH, RESOLUTION, CODECS. The master lists the finished rungs' variants,
 best first, and is replaced whole (a temp name, then a rename), so a player

@@ -17,10 +17,13 @@ Every piece is checkpointed (`Checkpoint`) once made and once published: a
 redelivered job skips both, so a worker SIGKILLed in the middle of the ladder
 goes on from the rung it was making, and ends with the same outputs.
 
-Rungs are encoded one ffmpeg run each. The source is decoded once per rung
-instead of once in all, which costs a little more CPU, and buys a rung that
-can be published (and checkpointed) the moment it is finished; segments line
-up across runs because every run forces keyframes at the same instants.
+The smallest rung is one ffmpeg run, so that it plays as soon as it can; the
+other rungs are one more run, from a second decode of the upload, its picture
+split to one encoder per rung (on slides, decoding costs more than encoding
+a rung: one decode a rung would be most of the ladder's CPU). They are
+checkpointed together: a worker killed during that run makes them all again
+(a rung the checkpoint already lists is left out of it). Segments line up
+across runs because every run forces keyframes at the same instants.
 """
 
 from __future__ import annotations
@@ -49,17 +52,17 @@ from .progress import SPEECH, JobStatus, Piece
 from .publish import Publisher
 from .transcode import (
     AUDIO_BITRATE,
-    LADDER_PRESET,
     MASTER,
-    PLAYABLE_PRESET,
     VARIANT,
     Deadline,
     Rendition,
     audio_args,
     choose_ladder,
+    first_preset,
+    ladder_args,
+    ladder_preset,
     make_poster,
     mp4_args,
-    rung_args,
     rung_dir,
 )
 from .transcribe import TranscriptionResult
@@ -112,13 +115,14 @@ def plan_pieces(media: MediaInfo, ladder: list[Rendition], speech: bool) -> list
     else:
         # Slides are encoded at STATIC_FPS: a third of the frames, less than a third the work.
         rate = STATIC_FPS / 30 if media.static else 1.0
+        low = len(ladder) - 1
         for index in reversed(range(len(ladder))):
             rung = ladder[index]
             share = rate * rung.width * rung.height / FULL_FRAME
+            # The larger rungs share one decode (`_larger_rungs`).
+            decode = DECODE_COST if index == low else DECODE_COST / low
             pieces.append(
-                Piece(
-                    f"rung{index}", "transcode", seconds * (DECODE_COST + ENCODE_COST_720P * share)
-                )
+                Piece(f"rung{index}", "transcode", seconds * (decode + ENCODE_COST_720P * share))
             )
         pieces += [
             Piece("poster", "transcode", 1.0),
@@ -153,8 +157,7 @@ def run_pieces(job: JobParts) -> Record:
     try:
         if media.kind != "audio":
             _storyboard(job, ladder, deadline)
-            for index in reversed(range(len(ladder) - 1)):
-                _rung(job, ladder, index, deadline)
+            _larger_rungs(job, ladder, deadline)
             _mp4(job, deadline)
         if transcript is not None and transcript.running:
             job.status.set_stage("transcribe")
@@ -202,30 +205,48 @@ def _make(job: JobParts, piece: str, make: Callable[[], Any]) -> Any:
     return value
 
 
-def _encode_rung(
-    job: JobParts, ladder: list[Rendition], index: int, deadline: Deadline, preset: str
+def _encode_rungs(
+    job: JobParts, ladder: list[Rendition], indexes: list[int], deadline: Deadline, preset: str
 ) -> None:
+    """The rungs `indexes` in one ffmpeg run (those the checkpoint lacks), checkpointed
+    together once it has finished."""
+    todo = [i for i in indexes if not job.checkpoint.done(f"rung{i}")]
     low = len(ladder) - 1
-    # The first rung's AAC serves the others (copied, not encoded again).
-    audio = job.out / rung_dir(low) / "index.m3u8" if index != low else None
+    if todo:
+        # The first rung's AAC serves the others (copied, not encoded again).
+        audio = job.out / rung_dir(low) / "index.m3u8" if low not in todo else None
+        for index in todo:
+            job.checkpoint.started(f"rung{index}")
+            folder = job.out / rung_dir(index)
+            shutil.rmtree(folder, ignore_errors=True)  # what a killed run left of it
+            folder.mkdir(parents=True)
+        reports = [job.status.piece(f"rung{index}") for index in todo]
 
-    def make() -> None:
-        folder = job.out / rung_dir(index)
-        shutil.rmtree(folder, ignore_errors=True)  # what a killed run left of it
-        folder.mkdir(parents=True)
-        limits = job.tools.limits
-        args = rung_args(
-            job.tools, job.out, job.media, index, ladder[index], limits.max_fps, preset, audio
+        def progress(percent: float) -> None:
+            for report in reports:
+                report(percent)
+
+        rungs = {index: ladder[index] for index in todo}
+        args = ladder_args(
+            job.tools, job.out, job.media, rungs, job.tools.limits.max_fps, preset, audio
         )
-        _ffmpeg(job, args, deadline, f"rung{index}")
-
-    _make(job, f"rung{index}", make)
-    job.made.rungs[index] = (ladder[index], f"{rung_dir(index)}/index.m3u8")
+        run_ffmpeg(
+            args,
+            tools=job.tools,
+            duration=job.media.duration,
+            timeout=deadline.left(),
+            log_path=job.log_path,
+            on_progress=progress,
+        )
+        for index in todo:
+            job.checkpoint.finish(f"rung{index}", None)
+    for index in indexes:
+        job.made.rungs[index] = (ladder[index], f"{rung_dir(index)}/index.m3u8")
 
 
 def _first_rung(job: JobParts, ladder: list[Rendition], deadline: Deadline) -> None:
     low = len(ladder) - 1
-    _encode_rung(job, ladder, low, deadline, PLAYABLE_PRESET)
+    _encode_rungs(job, ladder, [low], deadline, first_preset(job.media))
 
     def poster() -> str | None:
         job.status.piece("poster")
@@ -275,10 +296,16 @@ def _storyboard(job: JobParts, ladder: list[Rendition], deadline: Deadline) -> N
         _write_outputs(job)
 
 
-def _rung(job: JobParts, ladder: list[Rendition], index: int, deadline: Deadline) -> None:
-    _encode_rung(job, ladder, index, deadline, LADDER_PRESET)
-    write_master(job.out / "hls", sorted(job.made.rungs))
-    _publish(job, f"rung{index}", [*_files(job, rung_dir(index)), MASTER])
+def _larger_rungs(job: JobParts, ladder: list[Rendition], deadline: Deadline) -> None:
+    """Every rung but the smallest, from one decode; then each published, smallest
+    first, and added to the master."""
+    indexes = list(reversed(range(len(ladder) - 1)))
+    if not indexes:
+        return
+    _encode_rungs(job, ladder, indexes, deadline, ladder_preset(job.media))
+    for index in indexes:
+        write_master(job.out / "hls", sorted(i for i in job.made.rungs if i >= index))
+        _publish(job, f"rung{index}", [*_files(job, rung_dir(index)), MASTER])
     _write_outputs(job)
 
 

@@ -52,6 +52,8 @@ class MediaInfo:
     still: bool = False
     # Pictures that hardly ever change (slides): `processors.content` decides.
     static: bool = False
+    # The first audio stream's channels (None: not said): a mono voice stays mono.
+    audio_channels: int | None = None
 
     def public(self) -> dict[str, Any]:
         """The status record's `media` object."""
@@ -91,6 +93,11 @@ def _float(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if number > 0 else None
+
+
+def _int(value: Any) -> int | None:
+    number = _float(value)
+    return int(number) if number is not None else None
 
 
 def _frame_too_large(limits: MediaLimits) -> LimitExceeded:
@@ -140,6 +147,7 @@ def describe(data: dict[str, Any]) -> MediaInfo | None:
     if not video and not audio:
         return None
     durations = [_float(s.get("duration")) for s in (*video, *audio)]
+    channels = _int(audio[0].get("channels")) if audio else None
     duration = _float(fmt.get("duration")) or max((d for d in durations if d), default=None)
     if video:
         width, height = int(video[0].get("width") or 0), int(video[0].get("height") or 0)
@@ -153,9 +161,10 @@ def describe(data: dict[str, Any]) -> MediaInfo | None:
             return None  # a picture alone is not media
         fps = _fraction(video[0].get("avg_frame_rate")) or _fraction(video[0].get("r_frame_rate"))
         return MediaInfo(
-            "video", duration, width, height, bool(audio), format_name, fps=fps, still=still
-        )
-    return MediaInfo("audio", duration, None, None, True, format_name)
+            "video", duration, width, height, bool(audio), format_name, fps=fps, still=still,
+            audio_channels=channels,
+        )  # fmt: skip
+    return MediaInfo("audio", duration, None, None, True, format_name, audio_channels=channels)
 
 
 def check_limits(data: dict[str, Any], info: MediaInfo, limits: MediaLimits) -> None:

@@ -1,16 +1,18 @@
 """The ffmpeg commands for H.264/AAC renditions, HLS, an MP4 and a poster (ffmpeg-python).
 
-Video: one ffmpeg run per rung of the ladder (`processors.pieces` says why and
-in which order), each written as HLS with a one-variant master that
-`processors.hls_master` merges. Keyframes are forced every SEGMENT_SECONDS and
-scene-cut keyframes are off, so the segments of every rendition start at the
-same instants and a player can switch between them at any segment boundary.
+Video: the smallest rung in one ffmpeg run, the others together in a second
+run from one decode (`processors.pieces` says why and in which order), each rung
+written as HLS with a one-variant master that `processors.hls_master` merges.
+Keyframes are forced every SEGMENT_SECONDS and scene-cut keyframes are off, so
+the segments of every rendition start at the same instants and a player can
+switch between them at any segment boundary.
 The MP4 is the top rendition's segments remuxed (no second encode); the poster
 is one frame.
 
 The output frame rate is capped (MEDIA_MAX_FPS: lecture content gains nothing
 from 60 fps, and the ladder's cost grows with it), and lower still for slides
-(`processors.content`: STATIC_FPS, with x264's still-image tuning). A still
+(`processors.content`: STATIC_FPS, with x264's still-image tuning, and every rung
+at its quickest preset). A mono source keeps one audio channel. A still
 picture with sound (a cover or a slide over narration: one video frame) gets a
 video track made of that picture, at STILL_FPS, as long as the sound.
 
@@ -51,8 +53,13 @@ MASTER = "hls/master.m3u8"
 # Each rung's own one-variant master, merged into MASTER (never published).
 VARIANT = "variant.m3u8"
 LADDER_PRESET = "veryfast"
-# The first rung only has to play soon: the smallest, at the quickest preset.
+# The first rung only has to play soon: the smallest, at a quicker preset.
 PLAYABLE_PRESET = "superfast"
+# Slides, every rung: their pictures are a keyframe every segment and then frames that
+# say nothing moved. x264's quickest preset loses nothing visible on them (the same
+# SSIM against the source as veryfast: it spends a few more bits, and slides need few)
+# and costs the least CPU of all.
+STATIC_PRESET = "ultrafast"
 
 
 @dataclass(frozen=True)
@@ -147,8 +154,24 @@ def _x264(preset: str, info: MediaInfo) -> dict[str, object]:
         # A picture over narration, or slides: x264's tuning for still content.
         codecs["tune"] = "stillimage"
     if info.has_audio:
-        codecs.update(AAC)
+        codecs.update(_aac(info))
     return codecs
+
+
+def _aac(info: MediaInfo) -> dict[str, object]:
+    """AAC in stereo at most; a mono source stays mono (a lecture's one microphone):
+    two copies of one voice cost the encoder twice the CPU and carry nothing more."""
+    return {**AAC, "ac": 1 if info.audio_channels == 1 else 2}
+
+
+def first_preset(info: MediaInfo) -> str:
+    """x264's preset for the first rung, the one that makes the upload playable."""
+    return STATIC_PRESET if info.static else PLAYABLE_PRESET
+
+
+def ladder_preset(info: MediaInfo) -> str:
+    """x264's preset for the rungs after the first."""
+    return STATIC_PRESET if info.static else LADDER_PRESET
 
 
 def _rate_options(rung: Rendition, stream: str) -> dict[str, object]:
@@ -173,42 +196,68 @@ def rung_args(
     preset: str = LADDER_PRESET,
     audio_from: Path | None = None,
 ) -> list[str]:
-    """ffmpeg arguments for one rung as HLS in `hls/v<index>/`, with a one-variant
-    master (`variant.m3u8`) that says what the rung's stream is (`hls_master` merges them).
+    """ffmpeg arguments for one rung as HLS in `hls/v<index>/` (see `ladder_args`)."""
+    return ladder_args(tools, out_dir, info, {index: rung}, max_fps, preset, audio_from)
+
+
+def ladder_args(
+    tools: MediaTools,
+    out_dir: Path,
+    info: MediaInfo,
+    rungs: dict[int, Rendition],
+    max_fps: float,
+    preset: str = LADDER_PRESET,
+    audio_from: Path | None = None,
+) -> list[str]:
+    """ffmpeg arguments for the rungs `{index: rendition}` from one decode of the
+    upload: each as HLS in `hls/v<index>/`, with a one-variant master (`variant.m3u8`)
+    that says what the rung's stream is (`hls_master` merges them). Every output forces
+    keyframes at the same instants, so these rungs and those of other runs line up.
 
     `audio_from`: a rung already made (its playlist), whose AAC is copied rather than
     encoded again: every rung carries the same audio, and encoding it costs about as
     much CPU as a small rung's pictures of slides."""
-    # Slides: frames no other frame refers to are not even decoded (a third of the
-    # decoder's work in a common encode), as a STATIC_FPS output drops most frames anyway.
-    src = _source(tools, skip_frame="noref") if info.static else _source(tools)
+    # Every frame is decoded, slides' too: skipping those no other frame refers to
+    # (`-skip_frame noref`) halves the decoder's work, but the fps filter then picks an
+    # older frame wherever it would have picked a skipped one, and a pointer moving over
+    # a slide loses positions it had.
+    src = _source(tools)
     video, trim = _picture(tools, src, info, max_fps)
-    streams = [video.filter("scale", rung.width, rung.height)]
-    options = _rate_options(rung, "v")
-    codecs = _x264(preset, info)
+    # One decode, and the picture at the output rate, shared by every rung of the run.
+    split = video.split() if len(rungs) > 1 else None
+    audio = None
     if info.has_audio and audio_from is not None:
-        streams.append(own_hls_input(audio_from).audio)
-        codecs.update({"c:a": "copy"})
-        codecs.pop("ac", None)
-        codecs.pop("aac_coder", None)
-    elif info.has_audio:
-        streams.append(src.audio)
-        options["b:a"] = rung.audio_bitrate
-    folder = out_dir / rung_dir(index)
-    output = ffmpeg.output(
-        *streams,
-        str(folder / "index.m3u8"),
-        **codecs,
-        **options,
-        **trim,
-        f="hls",
-        hls_time=SEGMENT_SECONDS,
-        hls_playlist_type="vod",
-        hls_flags="independent_segments",
-        hls_segment_filename=str(folder / "seg_%05d.ts"),
-        master_pl_name=VARIANT,
-    )
-    return list(output.get_args())
+        audio = own_hls_input(audio_from).audio
+    outputs = []
+    for k, (index, rung) in enumerate(sorted(rungs.items())):
+        picture = split[k] if split is not None else video
+        streams = [picture.filter("scale", rung.width, rung.height)]
+        options = _rate_options(rung, "v")
+        codecs = _x264(preset, info)
+        if audio is not None:
+            streams.append(audio)
+            codecs = {key: v for key, v in codecs.items() if key not in ("ac", "aac_coder")}
+            codecs["c:a"] = "copy"
+        elif info.has_audio:
+            streams.append(src.audio)
+            options["b:a"] = rung.audio_bitrate
+        folder = out_dir / rung_dir(index)
+        outputs.append(
+            ffmpeg.output(
+                *streams,
+                str(folder / "index.m3u8"),
+                **codecs,
+                **options,
+                **trim,
+                f="hls",
+                hls_time=SEGMENT_SECONDS,
+                hls_playlist_type="vod",
+                hls_flags="independent_segments",
+                hls_segment_filename=str(folder / "seg_%05d.ts"),
+                master_pl_name=VARIANT,
+            )
+        )
+    return list(ffmpeg.merge_outputs(*outputs).get_args())
 
 
 def audio_args(tools: MediaTools, out_dir: Path) -> list[str]:

@@ -1,10 +1,11 @@
 """The parts of time to playable, each alone: the storyboard's plan and cues, the master
 from the finished rungs, the served storyboard's signed sprite, the checkpoint, the
-progress figure and its ETA, and the upload's own ETA."""
+progress figure and its ETA, the upload's own ETA, and the larger rungs' one run."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -14,12 +15,23 @@ from media_helpers import make_video
 from processors.b2_files import by_reference
 from processors.checkpoint import Checkpoint
 from processors.content import looks_static
+from processors.ffmpeg_run import run_ffmpeg
 from processors.hls_master import write_master
 from processors.media_tools import MediaTools
 from processors.probe import probe
 from processors.progress import SPEECH, JobStatus, Piece
 from processors.storyboard import MAX_TILES, plan, vtt
-from processors.transcode import choose_ladder, rung_args
+from processors.transcode import (
+    LADDER_PRESET,
+    PLAYABLE_PRESET,
+    STATIC_PRESET,
+    choose_ladder,
+    first_preset,
+    ladder_args,
+    ladder_preset,
+    rung_args,
+    rung_dir,
+)
 from upload_service.core.playlists import rewrite_storyboard
 from upload_service.core.status import StatusStore, new_record
 from upload_service.core.store.base import UploadInfo
@@ -201,4 +213,51 @@ def test_slides_are_static_and_encoded_at_a_lower_rate_a_test_pattern_is_not(
     info = replace(probe(slides, None, tools), static=True)
     args = " ".join(rung_args(tools, tmp_path, info, 0, choose_ladder(640, 360)[0], 30.0))
     assert "fps=fps=10" in args and "-tune stillimage" in args
-    assert "-skip_frame noref -i file:" in args
+    assert "-skip_frame" not in args  # every frame decoded: the fps filter picks from all
+
+
+def _probe_stream(path: Path, kind: str, entries: str) -> str:
+    """The first stream's `entries` (an MPEG-TS lists its streams again under its program)."""
+    return subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", kind, "-show_entries", entries,
+         "-of", "csv=p=0", str(path)],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()[0]  # fmt: skip
+
+
+def test_larger_rungs_come_from_one_decode_aligned_with_the_first_and_mono_stays_mono(
+    tmp_path: Path,
+) -> None:
+    clip = make_video(tmp_path / "clip.mp4", seconds=9, size="1280x720")  # a mono tone
+    work = tmp_path / "work"
+    work.mkdir()
+    tools = MediaTools(clip.resolve(), work)
+    info = probe(clip, None, tools)
+    assert info.audio_channels == 1
+    ladder = choose_ladder(1280, 720)
+    for index in range(3):
+        (work / rung_dir(index)).mkdir(parents=True)
+    first = rung_args(tools, work, info, 2, ladder[2], 30.0, PLAYABLE_PRESET)
+    run_ffmpeg(first, tools=tools, duration=9.0, timeout=120, log_path=work / "log")
+    playlist = work / rung_dir(2) / "index.m3u8"
+    args = ladder_args(tools, work, info, {0: ladder[0], 1: ladder[1]}, 30.0, "veryfast", playlist)
+    # The upload is read once for both rungs; the audio comes from the first rung.
+    assert " ".join(args).count(f"file:{clip.resolve()}") == 1 and "split=2" in " ".join(args)
+    assert args.count("copy") == 2
+    run_ffmpeg(args, tools=tools, duration=9.0, timeout=120, log_path=work / "log")
+
+    segments = set()
+    for index, rung in enumerate(ladder):
+        folder = work / rung_dir(index)
+        segments.add(tuple(re.findall(r"#EXTINF:([\d.]+)", (folder / "index.m3u8").read_text())))
+        first_segment = folder / "seg_00000.ts"
+        size = _probe_stream(first_segment, "v", "stream=width,height")
+        assert size == f"{rung.width},{rung.height}"
+        assert _probe_stream(first_segment, "a", "stream=channels") == "1"
+        assert (folder / "variant.m3u8").is_file()
+    assert len(segments) == 1  # the same segment boundaries in both runs
+
+    # Slides: every rung at x264's quickest preset; moving pictures not.
+    slides = replace(info, static=True)
+    assert first_preset(slides) == ladder_preset(slides) == STATIC_PRESET
+    assert (first_preset(info), ladder_preset(info)) == (PLAYABLE_PRESET, LADDER_PRESET)
