@@ -76,7 +76,8 @@ def test_sigkilled_worker_mid_transcode_is_redone_and_ends_ready_once(
             time.sleep(0.05)
         assert ffmpeg_children(first) == []
         killed = get_status(server.url, API_KEY, upload_id)
-        assert killed["state"] == "processing"
+        # Killed mid-ladder: before or after the smallest rung made it playable.
+        assert killed["state"] in ("processing", "playable")
         assert (crash_settings.work_dir / upload_id).exists()  # SIGKILL: no cleanup ran
 
         second = WorkerProcess(crash_settings, FAST_REQUEUE, name="worker-b").start()
