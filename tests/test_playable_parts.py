@@ -74,13 +74,36 @@ def test_served_storyboard_signs_the_sprite_and_keeps_the_fragment() -> None:
     assert signed.count("?exp=") == 2
 
 
-def variant(hls: Path, index: int, height: int) -> None:
+def variant(
+    hls: Path, index: int, height: int, segments: tuple[tuple[float, int], ...] = ((4.0, 1000),)
+) -> None:
+    """A rung as ffmpeg leaves it: its one-variant master, its media playlist and
+    `segments` of (seconds, bytes)."""
     folder = hls / f"v{index}"
     folder.mkdir(parents=True)
     (folder / "variant.m3u8").write_text(
         "#EXTM3U\n#EXT-X-VERSION:6\n"
         f"#EXT-X-STREAM-INF:BANDWIDTH={height * 1000},RESOLUTION={height * 16 // 9}x{height},"
         'CODECS="avc1.64001f,mp4a.40.2"\nindex.m3u8\n\n'
+    )
+    playlist = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:4"]
+    for n, (seconds, size) in enumerate(segments):
+        (folder / f"seg_{n:05d}.ts").write_bytes(b"\x47" * size)
+        playlist += [f"#EXTINF:{seconds:.6f},", f"seg_{n:05d}.ts"]
+    (folder / "index.m3u8").write_text("\n".join([*playlist, "#EXT-X-ENDLIST", ""]))
+
+
+def test_master_bandwidths_are_what_the_segments_measure(tmp_path: Path) -> None:
+    # ffmpeg's own figure leaves out a copied audio stream: the segments do not.
+    hls = tmp_path / "hls"
+    variant(hls, 2, 360, segments=((4.0, 1000), (2.0, 3000)))
+    write_master(hls, [2])
+    [stream_inf] = [
+        line for line in (hls / "master.m3u8").read_text().splitlines() if "STREAM-INF" in line
+    ]
+    assert stream_inf == (
+        "#EXT-X-STREAM-INF:BANDWIDTH=12000,AVERAGE-BANDWIDTH=5334,"
+        'RESOLUTION=640x360,CODECS="avc1.64001f,mp4a.40.2"'
     )
 
 
