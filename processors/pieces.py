@@ -263,7 +263,7 @@ def _audio(job: JobParts, deadline: Deadline) -> None:
     def make() -> None:
         shutil.rmtree(job.out / "hls", ignore_errors=True)
         (job.out / "hls").mkdir(parents=True)
-        _ffmpeg(job, audio_args(job.tools, job.out), deadline, "audio")
+        _ffmpeg(job, audio_args(job.tools, job.out, job.media), deadline, "audio")
 
     _make(job, "audio", make)
     job.made.rungs[0] = (Rendition(0, 0, 0, AUDIO_BITRATE), "hls/v0/index.m3u8")

@@ -260,10 +260,10 @@ def ladder_args(
     return list(ffmpeg.merge_outputs(*outputs).get_args())
 
 
-def audio_args(tools: MediaTools, out_dir: Path) -> list[str]:
+def audio_args(tools: MediaTools, out_dir: Path, info: MediaInfo) -> list[str]:
     """ffmpeg arguments for audio.m4a and an audio-only HLS under `out_dir`."""
     src = _source(tools)
-    aac = {**AAC, "b:a": AUDIO_BITRATE}
+    aac = {**_aac(info), "b:a": AUDIO_BITRATE}
     m4a = ffmpeg.output(src.audio, str(out_dir / "audio.m4a"), movflags="+faststart", **aac)
     hls = ffmpeg.output(
         src.audio, str(out_dir / "hls/v%v/index.m3u8"), **aac, **_hls_options(out_dir, "a:0")

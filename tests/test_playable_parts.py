@@ -10,7 +10,8 @@ import subprocess
 from dataclasses import replace
 from pathlib import Path
 
-from media_helpers import make_video
+import pytest
+from media_helpers import make_audio, make_video
 
 from processors.b2_files import by_reference
 from processors.checkpoint import Checkpoint
@@ -25,6 +26,7 @@ from processors.transcode import (
     LADDER_PRESET,
     PLAYABLE_PRESET,
     STATIC_PRESET,
+    audio_args,
     choose_ladder,
     first_preset,
     ladder_args,
@@ -284,3 +286,24 @@ def test_larger_rungs_come_from_one_decode_aligned_with_the_first_and_mono_stays
     slides = replace(info, static=True)
     assert first_preset(slides) == ladder_preset(slides) == STATIC_PRESET
     assert (first_preset(info), ladder_preset(info)) == (PLAYABLE_PRESET, LADDER_PRESET)
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_audio_keeps_mono_mono_and_stereo_stereo(tmp_path: Path, channels: int) -> None:
+    source = make_audio(tmp_path / "mono.m4a", seconds=3)
+    if channels == 2:
+        stereo = tmp_path / "stereo.m4a"
+        subprocess.run(
+            ["ffmpeg", "-v", "error", "-i", str(source), "-ac", "2", str(stereo)], check=True
+        )
+        source = stereo
+    work = tmp_path / "work"
+    (work / "hls").mkdir(parents=True)
+    tools = MediaTools(source.resolve(), work)
+    info = probe(source, None, tools)
+    assert info.audio_channels == channels
+    run_ffmpeg(
+        audio_args(tools, work, info), tools=tools, duration=3.0, timeout=60, log_path=work / "log"
+    )
+    assert _probe_stream(work / "audio.m4a", "a", "stream=channels") == str(channels)
+    assert _probe_stream(work / "hls/v0/seg_00000.ts", "a", "stream=channels") == str(channels)
