@@ -128,15 +128,20 @@ def test_a_job_killed_during_a_redis_outage_is_sent_again_when_redis_returns(
     message: another worker, up all along, sends it again once Redis is back."""
     clip = make_video(tmp_path / "clip.mp4", seconds=12, size="1280x720")
     server = LiveServer(job_settings, extra_env={"UPLOAD_SERVER_WORKERS": "1"}).start()
-    doomed = WorkerProcess(job_settings, QUICK_LOOKS, name="doomed").start()
-    survivor = WorkerProcess(job_settings, QUICK_LOOKS, name="survivor")
+    # Both up before the upload, whichever takes the job is the one killed: booting
+    # the second worker while the first transcodes gave a fast machine time to finish.
+    workers = [WorkerProcess(job_settings, QUICK_LOOKS, name=n).start() for n in "ab"]
     try:
+        for worker in workers:
+            wait_until(lambda w=worker: "ready for action" in w.log(), "a worker boots", 90)
         upload_id = upload_file(server.url, mint_token(TOKEN_SECRET, "user-1"), clip)
         wait_until(lambda: transcoding(job_settings, upload_id), "the transcode starts", 90)
-        survivor.start()
-        wait_until(lambda: "ready for action" in survivor.log(), "the survivor boots", 90)
+        started = f"pipeline.started upload_id={upload_id}"
+        wait_until(lambda: any(started in w.log() for w in workers), "the job's worker", 30)
+        doomed, survivor = workers if started in workers[0].log() else workers[::-1]
         private_redis.stop()
         doomed.kill()
+        assert not ended(job_settings, upload_id), "the job ended before its worker was killed"
         time.sleep(OUTAGE)
         private_redis.start()
         back_at = time.monotonic()
@@ -145,6 +150,6 @@ def test_a_job_killed_during_a_redis_outage_is_sent_again_when_redis_returns(
         assert f"lost_jobs.resent count=1 upload_ids={upload_id}" in survivor.log()
         assert_ready_once(server, receiver, job_settings, upload_id, survivor)
     finally:
-        doomed.stop()
-        survivor.stop()
+        for worker in workers:
+            worker.stop()
         server.stop()
