@@ -16,9 +16,14 @@ from typing import Any
 import anyio
 import httpx
 from conftest import API_KEY, TOKEN_SECRET, settings_env
+from redis import Redis
 from webhook_helpers import SECRET, Receiver
 
+from processors.pipeline import PipelineContext
+from processors.publish import make_publisher
+from upload_service.core.jobs import MemoryJobQueue
 from upload_service.core.settings import Settings
+from upload_service.core.status import StatusStore
 
 TUS = {"Tus-Resumable": "1.0.0"}
 # A worker's job comes back to the queue 3 s after its worker died (heartbeats), and
@@ -60,6 +65,17 @@ def pipeline_settings(
         transcribe=False,
         **hooks,
         **changes,
+    )
+
+
+def make_ctx(settings: Settings) -> PipelineContext:
+    """What a worker gives the pipeline, for running a job in the test's process: the
+    real status store and publisher, and a job queue that records what is sent."""
+    return PipelineContext(
+        settings=settings,
+        status=StatusStore(settings.status_dir, Redis.from_url(settings.redis_url)),
+        jobs=MemoryJobQueue(),
+        publisher=make_publisher(settings),
     )
 
 

@@ -12,13 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hostile_media import SECRET_MARKER, SECRET_RGB
-from redis import Redis
 
-from processors.pipeline import PipelineContext
-from processors.publish import make_publisher
-from upload_service.core.jobs import MemoryJobQueue
 from upload_service.core.settings import Settings
-from upload_service.core.status import StatusStore
 
 # Neighbour uploads are stored as `<uploads dir>/<id>`; this one stands for another user's.
 NEIGHBOUR_ID = "VictimUpload_0123456789ab"
@@ -137,15 +132,6 @@ def secret_traces(root: Path) -> list[str]:
             if rgb and all(abs(a - b) <= 16 for a, b in zip(rgb, SECRET_RGB, strict=True)):
                 traces.append(f"{name}: a frame of the secret's colour {rgb}")
     return traces
-
-
-def make_ctx(settings: Settings) -> PipelineContext:
-    return PipelineContext(
-        settings=settings,
-        status=StatusStore(settings.status_dir, Redis.from_url(settings.redis_url)),
-        jobs=MemoryJobQueue(),
-        publisher=make_publisher(settings),
-    )
 
 
 def published(settings: Settings, upload_id: str) -> list[str]:

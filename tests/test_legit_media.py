@@ -31,15 +31,11 @@ from media_helpers import (
     make_video,
     make_webm,
 )
-from pipeline_helpers import tus_upload
-from redis import Redis
+from pipeline_helpers import make_ctx, tus_upload
 
-from processors.pipeline import PipelineContext, process_upload
+from processors.pipeline import process_upload
 from processors.probe import probe
-from processors.publish import make_publisher
-from upload_service.core.jobs import MemoryJobQueue
 from upload_service.core.settings import Settings
-from upload_service.core.status import StatusStore
 
 pytestmark = pytest.mark.one_path
 
@@ -146,15 +142,6 @@ def test_probe_describes(name: str, tmp_path: Path) -> None:
 @pytest.fixture
 def quiet_settings(settings: Settings) -> Settings:
     return settings.with_changes(transcribe=False)
-
-
-def make_ctx(settings: Settings) -> PipelineContext:
-    return PipelineContext(
-        settings=settings,
-        status=StatusStore(settings.status_dir, Redis.from_url(settings.redis_url)),
-        jobs=MemoryJobQueue(),
-        publisher=make_publisher(settings),
-    )
 
 
 @pytest.mark.anyio

@@ -56,8 +56,8 @@ from hostile_media import (
     make_xbin,
 )
 from media_helpers import make_video
-from pipeline_helpers import tus_upload
-from security_helpers import Listener, Target, make_ctx, published, secret_traces
+from pipeline_helpers import make_ctx, tus_upload
+from security_helpers import Listener, Target, published, secret_traces
 
 from processors.failures import MediaError
 from processors.pipeline import process_upload

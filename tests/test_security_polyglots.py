@@ -20,8 +20,8 @@ from hostile_media import (
     make_svg,
     make_wav_script_tags,
 )
-from pipeline_helpers import tus_upload
-from security_helpers import make_ctx, published
+from pipeline_helpers import make_ctx, tus_upload
+from security_helpers import published
 
 from processors.pipeline import process_upload
 from upload_service.core.media_signing import media_signer
