@@ -5,7 +5,7 @@ returns the path it wrote. Besides the plain clips, the shapes of media that
 real users send and that must keep working (tests/test_legit_media.py): a
 still picture over narration, odd frame rates, portrait and rotated phone
 video, variable frame rate, animated GIF, WebM, MKV, MOV, audio of every
-common kind. The hostile ones are in tests/hostile_media.py.
+common kind. The hostile ones are in tests/hostile_*.py.
 """
 
 from __future__ import annotations

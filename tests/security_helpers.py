@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from hostile_media import SECRET_MARKER, SECRET_RGB
+from hostile_references import SECRET_MARKER, SECRET_RGB
 
 from upload_service.core.settings import Settings
 

@@ -1,7 +1,7 @@
 """Hostile uploads: refused, with nothing read, fetched or published.
 
 Whoever holds an upload token chooses the bytes that ffprobe and ffmpeg open.
-Each file here (tests/hostile_media.py, made on the spot) is an attack written
+Each file here (tests/hostile_*.py, made on the spot) is an attack written
 up against transcoding services. What must hold for every one of them:
 
 - `probe()` refuses it with the error code given here;
@@ -29,31 +29,35 @@ from pathlib import Path
 
 import httpx
 import pytest
-from hostile_media import (
-    SECRET_MARKER,
-    make_ansi_text,
-    make_avi_gab2_playlist,
-    make_dash_manifest,
+from hostile_bombs import (
     make_declared_jpeg_mkv,
     make_declared_png_mkv,
-    make_ffconcat,
     make_gif_screen_bomb,
-    make_gxf,
-    make_hls_master,
-    make_hls_playlist,
-    make_jpeg,
     make_long_declared_mkv,
     make_long_declared_mp3,
     make_long_frame_mp4,
     make_many_streams_mkv,
-    make_png,
     make_png_frame_mkv,
+)
+from hostile_disguises import (
+    make_ansi_text,
+    make_gxf,
+    make_jpeg,
+    make_png,
     make_ppm,
     make_sauce_text,
-    make_sdp,
-    make_secret_media,
     make_svg,
     make_xbin,
+)
+from hostile_references import (
+    SECRET_MARKER,
+    make_avi_gab2_playlist,
+    make_dash_manifest,
+    make_ffconcat,
+    make_hls_master,
+    make_hls_playlist,
+    make_sdp,
+    make_secret_media,
 )
 from media_helpers import make_video
 from pipeline_helpers import make_ctx, tus_upload

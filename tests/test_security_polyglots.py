@@ -13,11 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from hostile_media import (
+from hostile_disguises import make_svg
+from hostile_polyglots import (
     SCRIPT,
     make_gif_html_polyglot,
     make_mp4_html_polyglot,
-    make_svg,
     make_wav_script_tags,
 )
 from pipeline_helpers import make_ctx, tus_upload
