@@ -1,5 +1,6 @@
-"""The IETF resumable-upload draft on the tus endpoints: every request kind.
+"""The IETF resumable-upload draft on the tus endpoints: offset retrieval and upload append.
 
+What a client does to resume: ask the offset (HEAD), append from it (PATCH).
 Through the ASGI app, except the interrupted append, which needs a real socket
 closed halfway through a body (real uvicorn, `live_server`).
 """
@@ -9,166 +10,25 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import anyio.to_thread
 import httpx
 import pytest
-from conftest import API_KEY, LiveServer
+from conftest import LiveServer
+from ietf_draft_helpers import (
+    PARTIAL,
+    append,
+    content_of,
+    draft,
+    offset_of,
+    status_of,
+    upload_id_of,
+)
 from tus_helpers import age_upload
 
-from upload_service.core.jobs import MemoryJobQueue
 from upload_service.core.settings import Settings
 
 pytestmark = pytest.mark.anyio
-
-PARTIAL = "application/partial-upload"
-
-
-def draft(token: str | None, *version: int, **extra: str) -> dict[str, str]:
-    """Draft request headers; `version` (default 8) is positional so that headers cannot clash."""
-    headers = {"Upload-Draft-Interop-Version": str(version[0] if version else 8), **extra}
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    return headers
-
-
-def upload_id_of(response: httpx.Response) -> str:
-    return response.headers["location"].rsplit("/", 1)[-1]
-
-
-async def append(
-    client: httpx.AsyncClient,
-    token: str,
-    upload_id: str,
-    offset: int,
-    data: bytes,
-    complete: bool,
-    version: int = 8,
-    extra: dict[str, str] | None = None,
-) -> httpx.Response:
-    headers = draft(
-        token,
-        version,
-        **{
-            "Upload-Offset": str(offset),
-            "Upload-Complete": "?1" if complete else "?0",
-            "Content-Type": PARTIAL,
-            **(extra or {}),
-        },
-    )
-    return await client.patch(f"/files/{upload_id}", content=data, headers=headers)
-
-
-async def offset_of(client: httpx.AsyncClient, token: str, upload_id: str) -> httpx.Response:
-    return await client.head(f"/files/{upload_id}", headers=draft(token))
-
-
-async def content_of(client: httpx.AsyncClient, upload_id: str) -> bytes:
-    r = await client.get(f"/files/{upload_id}", headers={"Authorization": f"Bearer {API_KEY}"})
-    assert r.status_code == 200, r.text
-    return r.content
-
-
-async def status_of(client: httpx.AsyncClient, upload_id: str) -> dict[str, Any]:
-    r = await client.get(f"/v1/uploads/{upload_id}", headers={"Authorization": f"Bearer {API_KEY}"})
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-def processed(jobs: MemoryJobQueue) -> list[str]:
-    return [args[0] for actor, args in jobs.sent if actor == "process_upload"]
-
-
-# -- upload creation --------------------------------------------------------------
-
-
-async def test_create_complete_upload_in_one_request(
-    client: httpx.AsyncClient, make_token: Callable[..., str], jobs: MemoryJobQueue
-) -> None:
-    token = make_token()
-    data = os.urandom(50_000)
-    r = await client.post(
-        "/files/",
-        content=data,
-        headers=draft(
-            token,
-            **{
-                "Upload-Complete": "?1",
-                "Content-Type": "video/mp4",
-                "Content-Disposition": 'inline; filename="lecture 1.mp4"',
-            },
-        ),
-    )
-    assert r.status_code == 201, r.text
-    assert r.headers["upload-complete"] == "?1"
-    assert r.headers["upload-offset"] == "50000"
-    assert r.headers["upload-draft-interop-version"] == "8"
-    upload_id = upload_id_of(r)
-    assert await content_of(client, upload_id) == data
-    assert processed(jobs) == [upload_id]
-    status = await status_of(client, upload_id)
-    assert status["state"] == "uploaded"
-    assert status["length"] == 50_000
-    assert status["metadata"] == {"filetype": "video/mp4", "filename": "lecture 1.mp4"}
-
-
-async def test_create_incomplete_then_append_then_complete(
-    client: httpx.AsyncClient, make_token: Callable[..., str], jobs: MemoryJobQueue
-) -> None:
-    token = make_token()
-    parts = [os.urandom(10_000), os.urandom(20_000), os.urandom(5_000)]
-    r = await client.post(
-        "/files/", content=parts[0], headers=draft(token, **{"Upload-Complete": "?0"})
-    )
-    assert r.status_code == 201, r.text
-    assert r.headers["upload-complete"] == "?0"
-    assert r.headers["upload-offset"] == "10000"
-    limits = dict(item.strip().split("=") for item in r.headers["upload-limit"].split(","))
-    assert int(limits["max-size"]) > 0
-    assert 0 < int(limits["max-age"]) <= 7 * 24 * 3600
-    upload_id = upload_id_of(r)
-
-    r = await append(client, token, upload_id, 10_000, parts[1], complete=False)
-    assert r.status_code == 204, r.text
-    assert r.headers["upload-complete"] == "?0"
-    assert r.headers["upload-offset"] == "30000"
-    assert processed(jobs) == []
-    assert (await status_of(client, upload_id))["state"] == "uploading"
-
-    r = await append(client, token, upload_id, 30_000, parts[2], complete=True)
-    assert r.status_code == 204, r.text
-    assert r.headers["upload-complete"] == "?1"
-    assert "upload-limit" not in r.headers
-    assert await content_of(client, upload_id) == b"".join(parts)
-    assert processed(jobs) == [upload_id]
-    status = await status_of(client, upload_id)
-    assert (status["state"], status["length"]) == ("uploaded", 35_000)
-
-
-async def test_create_without_content_learns_the_url_first(
-    client: httpx.AsyncClient, make_token: Callable[..., str]
-) -> None:
-    token = make_token()
-    r = await client.post(
-        "/files/", headers=draft(token, **{"Upload-Complete": "?0", "Upload-Length": "6"})
-    )
-    assert r.status_code == 201, r.text
-    upload_id = upload_id_of(r)
-    r = await offset_of(client, token, upload_id)
-    assert (r.headers["upload-offset"], r.headers["upload-length"]) == ("0", "6")
-    r = await append(client, token, upload_id, 0, b"abcdef", complete=True)
-    assert r.status_code == 204, r.text
-    assert await content_of(client, upload_id) == b"abcdef"
-
-
-async def test_empty_complete_upload(
-    client: httpx.AsyncClient, make_token: Callable[..., str], jobs: MemoryJobQueue
-) -> None:
-    r = await client.post("/files/", headers=draft(make_token(), **{"Upload-Complete": "?1"}))
-    assert r.status_code == 201, r.text
-    assert r.headers["upload-complete"] == "?1"
-    assert processed(jobs) == [upload_id_of(r)]
 
 
 # -- offset retrieval -------------------------------------------------------------
@@ -362,88 +222,6 @@ async def test_an_append_cut_off_by_a_shutdown_keeps_and_records_its_bytes(
     r = await append(client, token, upload_id, len(sent), rest, complete=True)
     assert r.status_code == 204, r.text
     assert await content_of(client, upload_id) == sent + rest
-
-
-# -- cancellation and discovery ---------------------------------------------------
-
-
-async def test_cancel(
-    client: httpx.AsyncClient, make_token: Callable[..., str], settings: Settings
-) -> None:
-    token = make_token()
-    r = await client.post(
-        "/files/", content=b"abc", headers=draft(token, **{"Upload-Complete": "?0"})
-    )
-    upload_id = upload_id_of(r)
-    r = await client.delete(f"/files/{upload_id}", headers=draft(token))
-    assert r.status_code == 204, r.text
-    assert (await offset_of(client, token, upload_id)).status_code == 404
-    assert not (settings.uploads_dir / upload_id).exists()
-    assert (await status_of(client, upload_id))["state"] == "terminated"
-
-
-async def test_options_advertises_partial_upload_and_limits(
-    client: httpx.AsyncClient, settings: Settings
-) -> None:
-    r = await client.options("/files/", headers=draft(None))
-    assert r.status_code == 204
-    assert r.headers["accept-patch"] == PARTIAL
-    assert r.headers["upload-limit"] == f"max-size={settings.max_size}"
-
-
-@pytest.mark.parametrize("version", ["2", "9", "seven", ""])
-async def test_unsupported_interop_version_is_400(
-    client: httpx.AsyncClient, make_token: Callable[..., str], version: str
-) -> None:
-    r = await client.post(
-        "/files/",
-        headers={
-            "Authorization": f"Bearer {make_token()}",
-            "Upload-Draft-Interop-Version": version,
-            "Upload-Complete": "?1",
-        },
-    )
-    assert r.status_code == 400, r.text
-    assert "Upload-Draft-Interop-Version" in r.json()["error"]["message"]
-
-
-async def test_creation_needs_upload_complete(
-    client: httpx.AsyncClient, make_token: Callable[..., str]
-) -> None:
-    r = await client.post("/files/", content=b"x", headers=draft(make_token()))
-    assert r.status_code == 400, r.text
-
-
-# -- older interop versions -------------------------------------------------------
-
-
-async def test_interop_version_3_uses_upload_incomplete(
-    client: httpx.AsyncClient, make_token: Callable[..., str]
-) -> None:
-    token = make_token()
-    r = await client.post(
-        "/files/", content=b"first", headers=draft(token, 3, **{"Upload-Incomplete": "?1"})
-    )
-    assert r.status_code == 201, r.text
-    assert r.headers["upload-incomplete"] == "?1"
-    assert "upload-limit" not in r.headers
-    upload_id = upload_id_of(r)
-    r = await client.patch(
-        f"/files/{upload_id}",
-        content=b"-last",
-        headers=draft(token, 3, **{"Upload-Offset": "5", "Upload-Incomplete": "?0"}),
-    )
-    assert r.status_code == 204, r.text
-    assert r.headers["upload-incomplete"] == "?0"
-    assert await content_of(client, upload_id) == b"first-last"
-
-
-async def test_interop_version_6_names_the_lifetime_expires(
-    client: httpx.AsyncClient, make_token: Callable[..., str]
-) -> None:
-    r = await client.post("/files/", headers=draft(make_token(), 6, **{"Upload-Complete": "?0"}))
-    assert "expires=" in r.headers["upload-limit"]
-    assert "max-age" not in r.headers["upload-limit"]
 
 
 # -- resuming an interrupted append over a real connection ---------------------
