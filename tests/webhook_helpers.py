@@ -1,4 +1,5 @@
-"""Test helpers for webhooks: a scriptable HTTP receiver on loopback and a worker harness."""
+"""Test helpers for webhooks: a scriptable HTTP receiver on loopback, a worker harness,
+the settings that point them at each other, and the reference verifier."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import dramatiq
+import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq_helpers import queued
+from standardwebhooks.webhooks import Webhook
 
 from processors.broker import make_broker, redis_client
 from upload_service.core.events import build_event
@@ -20,6 +23,9 @@ from upload_service.core.jobs import WEBHOOK_QUEUE, DramatiqJobQueue
 from upload_service.core.settings import Settings
 from upload_service.core.status import iso
 from upload_service.core.webhook_log import WebhookLog
+
+# A database of its own: other engineers' workers never see these messages.
+WEBHOOK_DB = 7
 
 SECRET = "whsec_" + base64.b64encode(b"receiver-shared-secret-32-bytes!").decode()
 
@@ -189,3 +195,24 @@ def wait_until(check: Callable[[], Any], timeout: float = 30, what: str = "condi
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def webhook_settings(settings: Settings, redis_port: int, receiver: Receiver) -> Settings:
+    """`settings` that deliver to `receiver`, queued on an emptied Redis database of their own."""
+    url = f"redis://127.0.0.1:{redis_port}/{WEBHOOK_DB}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+    return settings.with_changes(
+        redis_url=url,
+        webhook_url=receiver.url,
+        webhook_secret=SECRET,
+        webhook_schedule=(0.2, 0.2),
+        webhook_timeout=5.0,
+    )
+
+
+def std_verify(request_headers: dict[str, str], body: bytes) -> dict:
+    """The payload as `standardwebhooks` (an independent implementation) verifies it."""
+    payload: dict = Webhook(SECRET).verify(body, request_headers)
+    return payload
