@@ -53,7 +53,7 @@ PLAYLIST = b"#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-STREAM-INF:BANDWIDTH=1\nv0/index.
 @pytest.fixture
 def media_settings(settings: Settings) -> Settings:
     # Public: what is served, and how, is the same in both modes; the signature
-    # in front of it is test_signed_media.py's.
+    # in front of it is test_signed_media_serving.py's.
     return settings.with_changes(media_access="public")
 
 
