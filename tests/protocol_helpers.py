@@ -88,4 +88,5 @@ async def app_client(
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         c.app = app  # type: ignore[attr-defined]
         yield c
+    await app.state.hooks.aclose()  # as the lifespan does: offsets waiting are recorded
     await services.aclose()

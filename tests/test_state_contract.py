@@ -20,7 +20,7 @@ from state_helpers import STATE_KINDS, open_state, record
 
 from upload_service.core.state import BadCursor, ListQuery, State, UploadEnded
 from upload_service.core.state.base import parse_iso
-from upload_service.core.status import CACHE_PREFIX, StatusStore
+from upload_service.core.status import CACHE_PREFIX, Overtaken, StatusStore
 
 pytestmark = pytest.mark.one_path
 
@@ -73,6 +73,20 @@ def test_a_refused_change_leaves_the_record(state: State) -> None:
     with pytest.raises(UploadEnded):
         state.status.change("up1", refuse)
     assert state.status.read("up1") == before
+
+
+def test_a_late_offset_moves_only_an_uploading_record_forward(state: State) -> None:
+    status = StatusStore(state.status, None)
+    status.write_file(record("up1", offset=4))
+    _, body = status.update_uploading_file("up1", offset=6, progress=None)
+    assert json.loads(body)["offset"] == 6 and state.status.read("up1") == body
+    with pytest.raises(Overtaken):  # a newer offset was recorded meanwhile
+        status.update_uploading_file("up1", offset=5, progress=None)
+    status.update_file("up1", state="uploaded", offset=10)
+    finished = state.status.read("up1")
+    with pytest.raises(Overtaken):  # completed meanwhile
+        status.update_uploading_file("up1", offset=8, progress=None)
+    assert state.status.read("up1") == finished
 
 
 def test_a_change_waits_for_the_one_in_progress(state: State) -> None:

@@ -7,12 +7,15 @@ import logging
 from typing import Any
 
 from upload_service.core import metrics
+from upload_service.core.errors import Locked
 from upload_service.core.events import emit
 from upload_service.core.handoff import PendingHandoffs
 from upload_service.core.jobs import JobQueue
+from upload_service.core.locks import Locker
 from upload_service.core.logs import log_event
+from upload_service.core.progress_pace import ProgressPace
 from upload_service.core.quotas import Quotas
-from upload_service.core.status import Record, StatusCache, StatusStore, new_record
+from upload_service.core.status import Overtaken, Record, StatusCache, StatusStore, new_record
 from upload_service.core.store.base import UploadInfo
 from upload_service.core.threads import run_blocking
 from upload_service.core.upload_eta import UploadSpeeds
@@ -24,7 +27,12 @@ class ServiceHooks:
     """Each event: the status file (a worker thread), then its cache (the event loop),
     then what is announced of it (webhooks, the pipeline), in that order: whoever
     hears of an event reads a status that already shows it, and the pipeline's
-    first status write can never be overtaken by this one's cache refresh."""
+    first status write can never be overtaken by this one's cache refresh.
+
+    An upload's offset is recorded at the pace `progress_interval` sets
+    (core.progress_pace); a late record takes the upload's lock from `locker`,
+    as an append does, so the order above holds for it too.
+    """
 
     def __init__(
         self,
@@ -32,15 +40,19 @@ class ServiceHooks:
         cache: StatusCache,
         jobs: JobQueue,
         webhooks: bool,
+        locker: Locker,
         quotas: Quotas | None = None,
+        progress_interval: float = 0.0,
     ) -> None:
         self.quotas = quotas  # counts each user's unfinished uploads
         self.status = status
         self.cache = cache
         self.jobs = jobs
         self.webhooks = webhooks
+        self.locker = locker
         self.handoffs = PendingHandoffs()
         self.speeds = UploadSpeeds()
+        self.pace = ProgressPace(progress_interval, self._progressed_late)
 
     async def created(self, info: UploadInfo) -> None:
         metrics.UPLOADS_CREATED.inc()
@@ -53,16 +65,44 @@ class ServiceHooks:
             await run_blocking(emit, self.jobs, True, "upload.created", record)
         log_event(log, "upload.created", upload_id=info.id, owner=info.owner, length=info.length)
 
-    async def progressed(self, info: UploadInfo) -> None:
-        if not info.finished:
-            progress = self.speeds.progress(info.id, info.offset, info.length)
-            await self._update(info.id, offset=info.offset, length=info.length, progress=progress)
+    async def progressed(self, info: UploadInfo, broke_off: bool = False) -> None:
+        if info.finished:
+            return  # finished() records it
+        if not self.pace.due(info.id, at_once=broke_off):
+            self.pace.later(info.id, info.offset, info.length)
+            return
+        progress = self.speeds.progress(info.id, info.offset, info.length)
+        await self._update(info.id, offset=info.offset, length=info.length, progress=progress)
+
+    async def _progressed_late(self, upload_id: str, offset: int, length: int | None) -> None:
+        try:
+            async with self.locker.lock(upload_id):
+                progress = self.speeds.progress(upload_id, offset, length)
+                _, body = await run_blocking(
+                    functools.partial(
+                        self.status.update_uploading_file,
+                        upload_id,
+                        offset=offset,
+                        length=length,
+                        progress=progress,
+                    )
+                )
+                await self.cache.publish(upload_id, body)
+        except Locked:
+            pass  # an append holds the upload: it records its own offset when it ends
+        except (Overtaken, KeyError):
+            pass  # completed, ended or moved on meanwhile: that record is newer
+
+    async def aclose(self) -> None:
+        """On shutdown: the offsets still waiting for their late record are recorded."""
+        await self.pace.flush()
 
     async def finished(self, info: UploadInfo) -> None:
         """The file says `uploaded` first; the cache and the job follow, now or, if
         Redis is away, as soon as it is back (core.handoff): the upload is complete."""
         metrics.UPLOADS_FINISHED.inc()
         self.speeds.forget(info.id)
+        self.pace.forget(info.id)
         record, body = await run_blocking(
             functools.partial(
                 self.status.update_file,
@@ -92,6 +132,7 @@ class ServiceHooks:
 
     async def terminated(self, info: UploadInfo) -> None:
         self.speeds.forget(info.id)
+        self.pace.forget(info.id)
         try:
             record = await self._update(
                 info.id, state="terminated", offset=info.offset, progress=None, outputs={}
@@ -110,6 +151,7 @@ class ServiceHooks:
     async def discarded(self, info: UploadInfo) -> None:
         # Removing files works on a full disk; a lost Redis leaves a cached body
         # that the next status read of this id (none: nobody knows it) would serve.
+        self.pace.forget(info.id)
         try:
             await run_blocking(self.status.remove, info.id)
             if self.quotas is not None:

@@ -152,6 +152,10 @@ class Settings:
     # seconds, is cut off too (its bytes kept, its lock released): a trickle of a
     # byte now and then never stalls for `body_timeout`, yet holds the lock forever.
     min_body_rate: int = 1024
+    # An upload's offset reaches its status record at most once per this many
+    # seconds while bytes arrive, and this long after its last append at the
+    # latest (core.progress_pace); 0: after every append.
+    progress_interval: float = 1.0
     body_rate_window: float = 60.0
     # Request headers: most bytes and most fields (431 past either), and the
     # seconds a connection may take to send them (slowloris) before it is closed.
@@ -313,6 +317,7 @@ class Settings:
             body_timeout=float(env.get("UPLOAD_BODY_TIMEOUT") or cls.body_timeout),
             min_body_rate=_int(env, "UPLOAD_MIN_BODY_RATE", cls.min_body_rate, minimum=0),
             body_rate_window=_float(env, "UPLOAD_BODY_RATE_WINDOW", cls.body_rate_window),
+            progress_interval=_float(env, "UPLOAD_PROGRESS_INTERVAL", cls.progress_interval),
             max_header_bytes=_int(
                 env, "UPLOAD_MAX_HEADER_BYTES", cls.max_header_bytes, minimum=1024
             ),

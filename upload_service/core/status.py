@@ -86,6 +86,10 @@ def etag_of(body: bytes) -> str:
     return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
 
 
+class Overtaken(Exception):
+    """A late write found the record moved on past what it brings."""
+
+
 class StatusStore:
     """Synchronous writer and reader, for workers and (through threads) the server."""
 
@@ -190,6 +194,18 @@ class StatusStore:
     def update_file(self, upload_id: str, **changes: Any) -> tuple[Record, bytes]:
         """Apply `changes` to the stored record as one change; KeyError without one."""
         return self.records.change(upload_id, lambda record: record.update(changes))
+
+    def update_uploading_file(self, upload_id: str, **changes: Any) -> tuple[Record, bytes]:
+        """`update_file` for a late progress write: only while the record says
+        `uploading` with an offset not past the new one; Overtaken otherwise (what
+        was recorded since, a completion or a newer offset, stays)."""
+
+        def while_behind(record: Record) -> None:
+            if record["state"] != "uploading" or record["offset"] > changes["offset"]:
+                raise Overtaken(upload_id)
+            record.update(changes)
+
+        return self.records.change(upload_id, while_behind)
 
     def remove(self, upload_id: str) -> None:
         """The record gone, state and cache: the id is unknown from then on."""

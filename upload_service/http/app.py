@@ -59,6 +59,15 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
 
     quotas = make_quotas(settings, services)
 
+    hooks = ServiceHooks(
+        services.status,
+        services.redis,  # the status cache, refreshed from the event loop
+        services.jobs,
+        webhooks=bool(settings.webhook_url),
+        locker=services.locker,
+        quotas=quotas,
+        progress_interval=settings.progress_interval,
+    )
     tus = TusHandler(
         services.store,
         services.locker,
@@ -71,13 +80,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             admitted=LOCAL_ADMITTED if settings.upload_store == "local" else None,
         ),
         authenticate,
-        ServiceHooks(
-            services.status,
-            services.redis,  # the status cache, refreshed from the event loop
-            services.jobs,
-            webhooks=bool(settings.webhook_url),
-            quotas=quotas,
-        ),
+        hooks,
         make_body=body_path(settings).make_body,  # UPLOAD_FAST_PATH
         quotas=quotas,
     )
@@ -167,6 +170,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         # uvicorn cancels requests still running past its grace period, then
         # lands here: give them a moment to record their offset and unlock.
         await tus.drain(grace=5)
+        await hooks.aclose()  # offsets still waiting for their record
         await services.aclose()
         log_event(log, "server.stopped")
         # A worker process of `serve` dies of the SIGTERM uvicorn raises again after
@@ -187,6 +191,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     )
     app.state.services = services
     app.state.tus = tus
+    app.state.hooks = hooks
     return app
 
 

@@ -145,7 +145,8 @@ class Appender:
                 if was_finished:
                     return info  # an empty append to a complete upload: nothing happens
             digest = (CHECKSUM_ALGORITHMS[checksum[0]](), checksum[1]) if checksum else None
-            if not await self._store_body(request, info, room, digest, too_large):
+            whole = await self._store_body(request, info, room, digest, too_large)
+            if not whole:
                 completes = False  # the client went away: its body ended nothing
             # Still ours? A lock taken over meanwhile (this process looked dead, or
             # was cut off from Redis past the TTL) has a new writer: it records.
@@ -154,7 +155,7 @@ class Appender:
                 if completes and info.length is None:
                     info.length = info.offset  # the body's end is the upload's end
                     await self.store.save(info)
-                await self.hooks.progressed(info)
+                await self.hooks.progressed(info, broke_off=not whole)
                 if info.finished:
                     await self.hooks.finished(info)
         if completes and not info.finished:
@@ -207,7 +208,7 @@ class Appender:
                 with anyio.CancelScope(shield=True):
                     info.offset = (await self.store.get(info.id)).offset
                     info.updated_at = time.time()
-                    await self.hooks.progressed(info)
+                    await self.hooks.progressed(info, broke_off=True)
                 raise
         info.updated_at = time.time()
         return True
@@ -217,7 +218,7 @@ class Appender:
         arrived, record it (the lock is released after) and tell it to resume."""
         info.offset = (await self.store.get(info.id)).offset
         info.updated_at = time.time()
-        await self.hooks.progressed(info)
+        await self.hooks.progressed(info, broke_off=True)
         floor = f" or crawled below {self.rate_floor.min_rate} bytes/s" if self.rate_floor else ""
         return RequestTimeout(
             f"the body stalled (nothing for {self.body_timeout:g} s){floor}; "
@@ -233,7 +234,7 @@ class Appender:
         any body that broke off; a creation's caller abandons its new upload."""
         info.offset = (await self.store.get(info.id)).offset
         info.updated_at = time.time()
-        await self.hooks.progressed(info)
+        await self.hooks.progressed(info, broke_off=True)
         error = too_large(f"the body goes past the upload's end ({room} bytes were left)")
         error.headers.update({"Upload-Offset": str(info.offset), "Connection": "close"})
         return error
@@ -251,7 +252,7 @@ class Appender:
         info.offset = (await self.store.get(info.id)).offset
         info.updated_at = time.time()
         try:
-            await self.hooks.progressed(info)
+            await self.hooks.progressed(info, broke_off=True)
         except OSError as exc:  # the status record shares the full disk
             if not is_no_space(exc):
                 raise

@@ -10,7 +10,10 @@ from upload_service.core.store.base import UploadInfo
 class UploadHooks(Protocol):
     async def created(self, info: UploadInfo) -> None: ...
 
-    async def progressed(self, info: UploadInfo) -> None: ...
+    async def progressed(self, info: UploadInfo, broke_off: bool = False) -> None:
+        """An append ended with `info.offset` stored; `broke_off`: before its end (a
+        stall, a shutdown, a full disk), so the client is told to resume from there."""
+        ...
 
     async def finished(self, info: UploadInfo) -> None:
         """The last byte arrived: record it and hand it to the pipeline (no waiting)."""
@@ -28,7 +31,7 @@ class NoHooks:
     async def created(self, info: UploadInfo) -> None:
         pass
 
-    async def progressed(self, info: UploadInfo) -> None:
+    async def progressed(self, info: UploadInfo, broke_off: bool = False) -> None:
         pass
 
     async def finished(self, info: UploadInfo) -> None:
