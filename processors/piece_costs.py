@@ -1,0 +1,47 @@
+"""The job's pieces as `progress` plans them, each with its prior cost.
+
+A prior is only the start of an estimate (see `processors.progress`): each
+lane's measured speed replaces it as soon as it has one.
+"""
+
+from __future__ import annotations
+
+from .content import STATIC_FPS
+from .probe import MediaInfo
+from .progress import SPEECH, Piece
+from .transcode import Rendition
+
+# Prior cost of each piece, in seconds per second of media at 1280x720 and
+# 30 fps on one core of a small machine.
+ENCODE_COST_720P = 0.12
+DECODE_COST = 0.04
+SPEECH_COST = 0.15
+SMALL_COST = 0.005
+FULL_FRAME = 1280 * 720
+
+
+def plan_pieces(media: MediaInfo, ladder: list[Rendition], speech: bool) -> list[Piece]:
+    seconds = media.duration or 1.0
+    pieces: list[Piece] = []
+    if media.kind == "audio":
+        pieces.append(Piece("audio", "transcode", seconds * DECODE_COST))
+    else:
+        # Slides are encoded at STATIC_FPS: a third of the frames, less than a third the work.
+        rate = STATIC_FPS / 30 if media.static else 1.0
+        low = len(ladder) - 1
+        for index in reversed(range(len(ladder))):
+            rung = ladder[index]
+            share = rate * rung.width * rung.height / FULL_FRAME
+            # The larger rungs share one decode (`encoder_pieces.larger_rungs`).
+            decode = DECODE_COST if index == low else DECODE_COST / low
+            pieces.append(
+                Piece(f"rung{index}", "transcode", seconds * (decode + ENCODE_COST_720P * share))
+            )
+        pieces += [
+            Piece("poster", "transcode", 1.0),
+            Piece("storyboard", "transcode", seconds * SMALL_COST),
+            Piece("mp4", "transcode", seconds * SMALL_COST),
+        ]
+    if speech:
+        pieces.append(Piece("transcript", "transcribe", seconds * SPEECH_COST, lane=SPEECH))
+    return pieces
