@@ -42,9 +42,10 @@ from upload_service.core.store.factory import make_store
 from .checkpoint import Checkpoint
 from .content import looks_static
 from .failures import MediaError, OutOfSpace, is_out_of_space
+from .job_parts import JobParts
 from .joblock import JobLock, lock_ttl
 from .media_tools import MediaTools
-from .pieces import JobParts, run_pieces
+from .pieces import run_pieces
 from .probe import MediaInfo, probe
 from .progress import JobStatus
 from .publish import Publisher

@@ -1,8 +1,9 @@
 """The ffmpeg commands for H.264/AAC renditions, HLS, an MP4 and a poster (ffmpeg-python).
 
 Video: the smallest rung in one ffmpeg run, the others together in a second
-run from one decode (`processors.pieces` says why and in which order), each rung
-written as HLS with a one-variant master that `processors.hls_master` merges.
+run from one decode (`processors.encoder_pieces` says why, `processors.pieces`
+in which order), each rung written as HLS with a one-variant master that
+`processors.hls_master` merges.
 Keyframes are forced every SEGMENT_SECONDS and scene-cut keyframes are off, so
 the segments of every rendition start at the same instants and a player can
 switch between them at any segment boundary.

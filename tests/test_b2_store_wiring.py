@@ -82,7 +82,9 @@ async def b2_client(
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         yield c
-    await services.redis.aclose()
+    # All of the server's clients, as its lifespan closes them (ASGITransport runs no
+    # lifespan): the lock holder's presence connection too, which the PATCHes opened.
+    await services.aclose()
 
 
 def files_under(directory: Path) -> list[Path]:
