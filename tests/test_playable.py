@@ -141,7 +141,9 @@ def test_playable_before_ready_with_eta_storyboard_and_one_event_each(
     working = [r["progress"] for r in seen if r["state"] in ("processing", "playable")]
     etas = [p["eta_s"] for p in working if p and p.get("eta_s") is not None]
     assert etas and all(isinstance(e, int) and e >= 0 for e in etas)
-    assert max(etas) > etas[-1]  # it comes down as the work gets done
+    # It comes down as the work gets done; seen from `playable` on, what is left may
+    # already round to 0 s in every sample on a quick machine.
+    assert max(etas) > etas[-1] or set(etas) == {0}, etas
     percents = [p["percent"] for p in working if p]
     assert percents == sorted(percents)
     assert ready["progress"] == {"stage": "publish", "percent": 100.0, "eta_s": 0}
