@@ -127,6 +127,11 @@ def run_the_journey(
     first.upload(stop_at=2 * CHUNK + 100)
     upload_id = first.url.rsplit("/", 1)[-1]
     assert same_from_both(nodes, upload_id)["state"] == "uploading"
+    # The offset reaches the status an UPLOAD_PROGRESS_INTERVAL after the last chunk.
+    wait_until(
+        lambda: same_from_both(nodes, upload_id)["offset"] == first.offset,
+        "the paused upload's offset in its status",
+    )
 
     # Redis loses everything in the middle of the upload: nothing of the state goes.
     redis_client.flushall()
