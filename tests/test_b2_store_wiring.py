@@ -82,7 +82,7 @@ async def b2_client(
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         yield c
-    await services.redis.aclose()
+    await services.aclose()
 
 
 def files_under(directory: Path) -> list[Path]:
