@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 import pytest
+from clock_helpers import Clock
 from conftest import API_KEY
 from hls_helpers import FILES, MASTER
 from protocol_helpers import app_client
@@ -58,16 +59,6 @@ def assert_refused(response: httpx.Response, code: str) -> None:
     assert response.status_code == 403, response.text
     if response.request.method != "HEAD":
         assert response.json()["error"]["code"] == code
-
-
-class Clock:
-    """The wall clock signed URLs expire by, moved by the test."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 # One second into an expiry window, so that the whole window lies ahead.

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from clock_helpers import Clock
 from conftest import RedisServer
 from redis.asyncio import Redis as AsyncRedis
 
@@ -211,14 +212,6 @@ class StaleCache:
 
     async def publish(self, upload_id: str, body: bytes) -> None:
         self.body = body
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def test_a_stale_uploading_in_the_cache_gives_way_to_the_state_within_a_second(
