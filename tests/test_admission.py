@@ -70,6 +70,6 @@ async def test_a_burst_of_creations_is_let_in_a_few_at_a_time_while_heads_pass(
                 assert store.inside == 2
                 assert (await head(c, token, existing)).status_code == 200  # not gated
                 store.gate.set()
-    await services.redis.aclose()
+    await services.aclose()
     assert statuses == [201] * 6
     assert store.most_inside == 2

@@ -155,7 +155,7 @@ async def b2_client(
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         yield c
-    await services.redis.aclose()
+    await services.aclose()
 
 
 async def test_tus_upload_through_the_app_lands_in_b2(

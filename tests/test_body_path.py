@@ -1,78 +1,51 @@
 """UPLOAD_FAST_PATH chooses, in one place, the protocol uvicorn serves with and the body
-the stores read: on, the fast protocol offers to splice large bodies into files; off,
-uvicorn's own protocol (with bounded heads) and `request.stream()`, and uploads
-conform either way."""
+the stores read: on, large bodies go socket to file (spliced); off, uvicorn's own
+protocol and `request.stream()`. Uploads conform, and refusals are heard, either way.
+(Bounded request heads, both ways: test_bounds_heads.py.)"""
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import http.client
 import os
 import re
 import urllib.request
 from collections.abc import Callable
-from typing import Any
 
 import pytest
+import requests
 from conftest import LiveServer
+from fault_proxy import FaultProxy
+from live_helpers import MIB, OCTETS, create, head_offset, tus
 from tus_helpers import checksum
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-from uvicorn_helpers import connected, request_head
 
-from upload_service.core.settings import Settings
-from upload_service.fastpath.body import SplicingBody
-from upload_service.fastpath.protocol import UploadHttpToolsProtocol
-from upload_service.fastpath.splice import BODY_TO_FILE
-from upload_service.http.body_path import body_path
-from upload_service.http.head_limits import BoundedHttpToolsProtocol, HeadLimits
-from upload_service.http.lingering_close import LingeringHttpToolsProtocol
-from upload_service.http.tus.body import RequestBody
-
-pytestmark = [pytest.mark.anyio, pytest.mark.one_path]
-MIB = 1024 * 1024
+pytestmark = pytest.mark.one_path
 
 
-async def served_by(http: str) -> tuple[Any, dict[str, Any]]:
-    """The protocol uvicorn makes for `http`, and the ASGI scope it gives a large PATCH."""
-    scopes: list[dict[str, Any]] = []
-    called = asyncio.Event()
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        scopes.append(scope)
-        called.set()
-
-    protocol, _ = connected(app, http)
-    protocol.data_received(request_head("PATCH", "/files/x", 4 * MIB))
-    await asyncio.wait_for(called.wait(), 5)
-    return protocol, scopes[0]
-
-
-async def test_off_serves_with_uvicorns_own_protocol_and_the_stock_body(
-    settings: Settings,
+@pytest.mark.parametrize("fast_path", ["on", "off"])
+def test_a_large_body_refused_unread_is_answered_either_way(
+    server_factory: Callable[..., LiveServer], make_token: Callable[..., str], fast_path: str
 ) -> None:
-    path = body_path(dataclasses.replace(settings, fast_path=False))
-    assert path.make_body is RequestBody
-    protocol, scope = await served_by(path.http_protocol)
-    # uvicorn's own, with bounded request heads, a lingering close and nothing of
-    # the fast path
-    assert type(protocol) is BoundedHttpToolsProtocol
-    assert type(protocol).__mro__[1:] == (
-        HeadLimits,
-        LingeringHttpToolsProtocol,
-        *HttpToolsProtocol.__mro__,
-    )
-    assert BODY_TO_FILE not in scope.get("extensions", {})
-
-
-async def test_on_serves_with_the_fast_protocol_which_offers_to_splice(
-    settings: Settings,
-) -> None:
-    path = body_path(dataclasses.replace(settings, fast_path=True))
-    assert path.make_body is SplicingBody
-    protocol, scope = await served_by(path.http_protocol)
-    assert isinstance(protocol, UploadHttpToolsProtocol)
-    assert BODY_TO_FILE in scope["extensions"]
+    # A client across a network that sends its whole body before it reads (requests,
+    # which tuspy uses) gets the 413, not a reset that overtook it: both paths close
+    # such a connection lingering.
+    server = server_factory(UPLOAD_FAST_PATH=fast_path, UPLOAD_SERVER_WORKERS="1")
+    token = make_token()
+    upload_id = create(server, token, MIB)
+    headers = tus(token, **{"Upload-Offset": "0", "Content-Type": OCTETS})
+    proxy = FaultProxy(("127.0.0.1", server.port)).start()
+    proxy.delay = 0.2
+    try:
+        url = f"http://{proxy.address}/files/{upload_id}"
+        refused = requests.patch(url, data=os.urandom(8 * MIB), headers=headers, timeout=60)
+        assert refused.status_code == 413, refused.text
+        assert head_offset(server, token, upload_id) == 0
+        # The upload then takes its bytes.
+        body = os.urandom(MIB)
+        done = requests.patch(url, data=body, headers=headers, timeout=60)
+        assert done.status_code == 204, done.text
+    finally:
+        proxy.stop()
+    assert (server.settings.uploads_dir / upload_id).read_bytes() == body
 
 
 def spliced_bytes(server: LiveServer) -> float:

@@ -58,4 +58,4 @@ async def test_an_internal_error_quotes_the_request_id(
         "code": "internal_error",
         "message": "internal error; quote request id req-4242",
     }
-    await services.redis.aclose()
+    await services.aclose()

@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from clock_helpers import Clock
 from media_helpers import make_audio, make_video
 
 from processors.b2_files import by_reference
@@ -136,14 +137,6 @@ def test_checkpoint_survives_a_new_attempt_and_counts_runs(tmp_path: Path) -> No
     assert (again.runs("rung2"), again.runs("rung1")) == (1, 2)
     (tmp_path / "manifest.json").write_text("{half a fi")
     assert not Checkpoint(tmp_path).resumed  # unreadable: the job starts over
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def status_for(tmp_path: Path) -> StatusStore:

@@ -7,27 +7,26 @@ the way a player and the backend read them.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 import pytest
+from clock_helpers import Clock
 from conftest import API_KEY
 from hls_helpers import FILES, MASTER
 from protocol_helpers import app_client
 from redis import Redis
 from signed_media_helpers import HOUR, publish_ready_upload
 
-from upload_service.core import media_signing
 from upload_service.core.media_signing import media_signer
-from upload_service.core.playback import PlaybackURLs
 from upload_service.core.settings import Settings
-from upload_service.core.status import CACHE_PREFIX
+from upload_service.core.status import CACHE_PREFIX, StatusStore
 
 
 @pytest.fixture
@@ -52,24 +51,37 @@ def media_urls(outputs: dict[str, Any]) -> list[str]:
     return urls
 
 
+def stored_body(settings: Settings, upload_id: str) -> bytes:
+    return (settings.status_dir / f"{upload_id}.json").read_bytes()
+
+
 def assert_refused(response: httpx.Response, code: str) -> None:
     assert response.status_code == 403, response.text
     if response.request.method != "HEAD":
         assert response.json()["error"]["code"] == code
 
 
+# One second into an expiry window, so that the whole window lies ahead.
+WINDOW_START = 1_800_000_000 + 1
+
+
+@pytest.fixture
+async def clocked(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, Clock]]:
+    """The app, its signed URLs made and checked by a clock the test moves."""
+    clock = Clock(WINDOW_START)
+    async with app_client(settings, clock=clock) as c:
+        yield c, clock
+
+
 @pytest.mark.anyio
 async def test_status_hands_out_signed_urls_and_stores_plain_ones(
-    client: httpx.AsyncClient,
+    clocked: tuple[httpx.AsyncClient, Clock],
     settings: Settings,
     upload_id: str,
     make_token: Callable[..., str],
     redis_client: Redis,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # One expiry window for the whole test, even one run across the hour.
-    now = time.time()
-    monkeypatch.setattr(media_signing, "time", SimpleNamespace(time=lambda: now))
+    client, _ = clocked  # one expiry window for the whole test
     first = await client.get(f"/v1/uploads/{upload_id}", headers=bearer(API_KEY))
     outputs = first.json()["outputs"]
     query = urlsplit(outputs["hls"]).query
@@ -77,16 +89,9 @@ async def test_status_hands_out_signed_urls_and_stores_plain_ones(
     # One query for every media URL of the upload; the original is not media.
     assert {urlsplit(url).query for url in media_urls(outputs)} == {query}
     assert outputs["original"] == f"/files/{upload_id}"
-    # The owner and the batch endpoint get the same URLs, and the same body twice.
+    # The owner and the batch endpoint get the same URLs.
     as_owner = await client.get(f"/v1/uploads/{upload_id}", headers=bearer(make_token()))
     assert as_owner.json()["outputs"] == outputs
-    again = await client.get(f"/v1/uploads/{upload_id}", headers=bearer(API_KEY))
-    assert again.content == first.content and again.headers["etag"] == first.headers["etag"]
-    cached = await client.get(
-        f"/v1/uploads/{upload_id}",
-        headers={**bearer(API_KEY), "If-None-Match": first.headers["etag"]},
-    )
-    assert cached.status_code == 304
     for secret in (API_KEY, make_token()):
         batch = await client.get(f"/v1/uploads?ids={upload_id}", headers=bearer(secret))
         assert batch.json()["uploads"][0]["outputs"] == outputs
@@ -97,24 +102,86 @@ async def test_status_hands_out_signed_urls_and_stores_plain_ones(
 
 
 @pytest.mark.anyio
-async def test_polls_of_records_without_media_skip_the_parse(
-    client: httpx.AsyncClient, settings: Settings, upload_id: str, make_token: Callable[..., str]
+async def test_records_without_media_are_served_as_stored(
+    client: httpx.AsyncClient, settings: Settings, make_token: Callable[..., str]
 ) -> None:
-    token = make_token()
+    # Its metadata names a media path: only a ready record's outputs are signed.
+    named = base64.b64encode(b"/media/elsewhere/poster.jpg").decode()
     created = await client.post(
-        "/files/", headers={**bearer(token), "Tus-Resumable": "1.0.0", "Upload-Length": "5"}
+        "/files/",
+        headers={
+            **bearer(make_token()),
+            "Tus-Resumable": "1.0.0",
+            "Upload-Length": "5",
+            "Upload-Metadata": f"filename {named}",
+        },
     )
+    assert created.status_code == 201, created.text
     new_id = created.headers["location"].rsplit("/", 1)[-1]
-    response = await client.get(f"/v1/uploads/{new_id}", headers=bearer(API_KEY))
-    raw = (settings.status_dir / f"{new_id}.json").read_bytes()
-    assert response.content == raw
-    playback = PlaybackURLs.from_settings(settings)
-    # Not parsed at all: the very bytes given come back.
-    assert playback.body(raw) is raw
-    # A ready record is parsed once per window, then served from the memo.
-    ready = (settings.status_dir / f"{upload_id}.json").read_bytes()
-    signed = playback.body(ready)
-    assert signed != ready and playback.body(bytes(ready)) is signed
+    stored = (settings.status_dir / f"{new_id}.json").read_bytes()
+    assert b"/media/elsewhere/poster.jpg" in stored
+    for _ in range(2):
+        one = await client.get(f"/v1/uploads/{new_id}", headers=bearer(API_KEY))
+        assert one.content == stored
+        batch = await client.get(f"/v1/uploads?ids={new_id}", headers=bearer(API_KEY))
+        assert batch.content == b'{"uploads":[' + stored + b"]}"
+
+
+@pytest.mark.anyio
+async def test_signed_urls_hold_still_between_polls_until_they_expire(
+    clocked: tuple[httpx.AsyncClient, Clock],
+    settings: Settings,
+    upload_id: str,
+    redis_client: Redis,
+) -> None:
+    client, clock = clocked
+    url = f"/v1/uploads/{upload_id}"
+
+    async def poll(etag: str | None = None) -> httpx.Response:
+        headers = bearer(API_KEY) | ({"If-None-Match": etag} if etag else {})
+        return await client.get(url, headers=headers)
+
+    first = await poll()
+    outputs = first.json()["outputs"]
+    exp = int(parse_qs(urlsplit(outputs["hls"]).query)["exp"][0])
+    assert exp >= clock.now + settings.media_url_ttl
+    # Later in the window: the same body and ETag, so a poller's cached copy holds.
+    clock.now = WINDOW_START + HOUR // 2
+    again = await poll()
+    assert again.content == first.content and again.headers["etag"] == first.headers["etag"]
+    assert (await poll(first.headers["etag"])).status_code == 304
+
+    # A change to the record shows at once, within the same window, signed alike.
+    status = StatusStore(settings.status_dir, redis_client)
+    storyboard = f"/media/{upload_id}/storyboard.vtt"
+    status.update(
+        upload_id,
+        outputs={
+            **json.loads(stored_body(settings, upload_id))["outputs"],
+            "storyboard": storyboard,
+        },
+    )
+    changed = await poll(first.headers["etag"])
+    assert changed.status_code == 200 and changed.headers["etag"] != first.headers["etag"]
+    signed_storyboard = changed.json()["outputs"]["storyboard"]
+    assert signed_storyboard == f"{storyboard}?{urlsplit(outputs['hls']).query}"
+    assert changed.json()["outputs"]["hls"] == outputs["hls"]
+
+    # Near its end, a file is cached no longer than its URL stays valid.
+    clock.now = exp - 600
+    poster = await client.get(outputs["poster"])
+    assert poster.status_code == 200
+    assert poster.headers["cache-control"] == "max-age=600"
+
+    # Past the expiry: the old URLs are refused, and a poll hands out fresh ones.
+    clock.now = exp
+    assert_refused(await client.get(outputs["poster"]), "url_expired")
+    fresh = await poll(changed.headers["etag"])
+    assert fresh.status_code == 200 and fresh.headers["etag"] != changed.headers["etag"]
+    renewed = fresh.json()["outputs"]
+    assert int(parse_qs(urlsplit(renewed["hls"]).query)["exp"][0]) >= exp + settings.media_url_ttl
+    for media_url in media_urls(renewed):
+        assert (await client.get(media_url)).status_code == 200, media_url
 
 
 @pytest.mark.anyio

@@ -4,9 +4,11 @@ speech made by espeak-ng over lavfi video."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -24,7 +26,7 @@ from captions_helpers import (
 
 from processors.captions import MAX_CHARS, MAX_DURATION, MAX_LINES
 from processors.hls_subtitles import with_subtitles
-from processors.speech import Segment, Word, get_engine
+from processors.speech import Segment, Word, default_model_path, get_engine
 from processors.transcribe import _seam, transcribe_media
 
 pytestmark = pytest.mark.one_path
@@ -154,8 +156,21 @@ def test_video_without_audio_stream_gets_nothing(tmp_path: Path) -> None:
     assert not out.exists()
 
 
-def test_model_is_loaded_once_per_process() -> None:
-    assert get_engine(None) is get_engine(None)
+def test_jobs_transcribing_side_by_side_load_the_model_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Dramatiq threads transcribe at the same time: one model in memory for all of
+    # them, loaded once (the log says when). Named by its path, which nothing else
+    # asks for: a model this process has not loaded yet.
+    caplog.set_level(logging.INFO, logger="processors.speech")
+    model = str(default_model_path())
+    with ThreadPoolExecutor(4) as pool:
+        engines = list(pool.map(lambda _: get_engine(model, 1), range(4)))
+    loaded = [r for r in caplog.records if r.getMessage() == "transcribe.model_loaded"]
+    assert len(loaded) == 1
+    assert all(engine.name == model for engine in engines)
+    get_engine(model, 1)  # a later job
+    assert len([r for r in caplog.records if r.getMessage() == "transcribe.model_loaded"]) == 1
 
 
 MASTER = """#EXTM3U

@@ -254,7 +254,7 @@ async def test_short_expiry_setting_is_used(
         upload_id = r.headers["location"].rsplit("/", 1)[-1]
         age_upload(short, upload_id, 31)
         assert (await head(c, token, upload_id)).status_code == 410
-    await services.redis.aclose()
+    await services.aclose()
 
 
 # -- concatenation ----------------------------------------------------------------

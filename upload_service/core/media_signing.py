@@ -20,6 +20,7 @@ import base64
 import hashlib
 import hmac
 import time
+from collections.abc import Callable
 
 from upload_service.core.errors import BadSignature, UrlExpired
 from upload_service.core.settings import Settings
@@ -42,21 +43,22 @@ def signing_key(settings: Settings) -> bytes:
     )
 
 
-def media_signer(settings: Settings) -> MediaSigner | None:
+def media_signer(settings: Settings, clock: Callable[[], float] = time.time) -> MediaSigner | None:
     """The signer MEDIA_ACCESS asks for; None when media are public."""
     if settings.media_access != "signed":
         return None
-    return MediaSigner(signing_key(settings), settings.media_url_ttl)
+    return MediaSigner(signing_key(settings), settings.media_url_ttl, clock)
 
 
 class MediaSigner:
-    def __init__(self, key: bytes, ttl: int) -> None:
+    def __init__(self, key: bytes, ttl: int, clock: Callable[[], float] = time.time) -> None:
         self.key = key
         self.ttl = ttl
         self.window = max(1, min(WINDOW, ttl))
+        self.clock = clock  # the wall clock expiries are counted by
 
     def expiry(self, now: float | None = None) -> int:
-        at_least = int(time.time() if now is None else now) + self.ttl
+        at_least = int(self.clock() if now is None else now) + self.ttl
         return -(-at_least // self.window) * self.window
 
     def signature(self, upload_id: str, exp: int) -> str:
@@ -76,6 +78,6 @@ class MediaSigner:
         expected = self.signature(upload_id, int(exp))
         if not hmac.compare_digest(expected.encode(), sig.encode("utf-8", "replace")):
             raise BadSignature()
-        if int(exp) <= (time.time() if now is None else now):
+        if int(exp) <= (self.clock() if now is None else now):
             raise UrlExpired()
         return int(exp)

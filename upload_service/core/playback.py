@@ -15,7 +15,9 @@ re-encoded once per expiry window, then served from a small memo.
 from __future__ import annotations
 
 import json
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from upload_service.core.media_signing import MediaSigner, media_signer
@@ -36,9 +38,11 @@ class PlaybackURLs:
         self._memo: OrderedDict[tuple[int, bytes], bytes] = OrderedDict()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> PlaybackURLs:
+    def from_settings(
+        cls, settings: Settings, clock: Callable[[], float] = time.time
+    ) -> PlaybackURLs:
         """Raises MissingSigningKey in signed mode without a key to sign with."""
-        return cls(settings.media_base, media_signer(settings))
+        return cls(settings.media_base, media_signer(settings, clock))
 
     def record(self, record: Record, now: float | None = None) -> Record:
         """A copy of `record` with its media URLs signed (the record itself in public mode)."""

@@ -20,6 +20,7 @@ import functools
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -250,11 +251,12 @@ class UploadingChecks:
     EVERY = 1.0
     TRACKED = 10_000  # past this many uploads, start afresh: a memory bound, nothing more
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self._last: dict[str, float] = {}
 
     def due(self, upload_id: str) -> bool:
-        now = time.monotonic()
+        now = self.clock()
         last = self._last.get(upload_id)
         if last is not None and now - last < self.EVERY:
             return False
@@ -273,10 +275,15 @@ class StatusReader:
     body then replaces the cache's.
     """
 
-    def __init__(self, records: RecordsSource, cache: StatusCache) -> None:
+    def __init__(
+        self,
+        records: RecordsSource,
+        cache: StatusCache,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.records = status_records(records)
         self.cache = cache
-        self.uploading_checks = UploadingChecks()
+        self.uploading_checks = UploadingChecks(clock)
 
     async def get_raw(self, upload_id: str) -> bytes | None:
         body = await self.cache.get(upload_id)

@@ -129,7 +129,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         *page.routes,  # GET /upload: the browser upload page
         Route(
             "/media/{upload_id}/{name:path}",
-            MediaEndpoint(services.media, media_signer(settings)).endpoint,
+            MediaEndpoint(services.media, media_signer(settings, services.clock)).endpoint,
             methods=["GET", "HEAD"],
         ),
     ]

@@ -19,7 +19,6 @@ URI in them carries the query they came with.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -96,12 +95,19 @@ class MediaEndpoint:
         headers = {
             **SECURITY_HEADERS,
             "Content-Type": media_type_for(name),
-            "Cache-Control": _cache_control(exp),
+            "Cache-Control": self._cache_control(exp),
         }
         response = await self.source.file(request, upload_id, parts, headers)
         if response is None:
             raise NotFound("no such file")
         return response
+
+    def _cache_control(self, exp: int | None) -> str:
+        if exp is None or self.signer is None:
+            return "public, max-age=3600"
+        # A cache keyed by the signed URL must not outlive the signature.
+        left = exp - int(self.signer.clock())
+        return f"max-age={max(0, min(3600, left))}"
 
     def _playlist(self, request: Request, body: bytes, media_type: str = PLAYLIST) -> Response:
         etag = etag_of(body)
@@ -122,10 +128,3 @@ def make_media_source(settings: Settings) -> MediaSource:
 
         return B2Media.from_settings(settings)
     return LocalMedia(settings.media_dir)
-
-
-def _cache_control(exp: int | None) -> str:
-    if exp is None:
-        return "public, max-age=3600"
-    # A cache keyed by the signed URL must not outlive the signature.
-    return f"max-age={max(0, min(3600, exp - int(time.time())))}"

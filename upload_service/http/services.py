@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -48,6 +50,7 @@ class Services:
     media: MediaSource  # where /media reads published files
     near_cache: NearCache | None = None  # the fast path's, listening while the app runs
     presence: Presence | None = None  # names this process in the locks it holds
+    clock: Callable[[], float] = time.time  # the wall clock signed media URLs expire by
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> Services:

@@ -31,7 +31,7 @@ class StatusAPI:
     def __init__(self, services: Services) -> None:
         self.services = services
         # Media URLs are signed as they leave, never stored signed (see playback).
-        self.playback = PlaybackURLs.from_settings(services.settings)
+        self.playback = PlaybackURLs.from_settings(services.settings, services.clock)
 
     def _caller(self, request: Request) -> str | None:
         """None for the backend (API key), else the token's `sub`."""
