@@ -258,6 +258,41 @@ async def test_a_holder_whose_connection_changed_restamps_its_lock(
         await presence.aclose()
 
 
+async def test_a_request_waits_out_a_brief_hold_of_its_own_process(keys: LockKeys) -> None:
+    """A late status write holds an upload's lock for a moment; a PATCH of the same
+    process arriving then waits for it instead of answering 423 (and its client
+    retrying a second later). Another process is refused as by any holder."""
+    prefix = f"brief-{secrets.token_hex(4)}:"
+    locker, other_process = RedisLocker(keys, prefix=prefix), RedisLocker(keys, prefix=prefix)
+    inside, leave, finished = anyio.Event(), anyio.Event(), anyio.Event()
+    got: list[str] = []
+
+    async def brief_write() -> None:
+        async with locker.lock("up1", brief=True):
+            inside.set()
+            await leave.wait()
+
+    async def request() -> None:
+        try:
+            async with locker.lock("up1"):
+                got.append("request")
+        finally:
+            finished.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(brief_write)
+        await inside.wait()
+        with pytest.raises(Locked):
+            async with other_process.lock("up1"):
+                pass
+        tg.start_soon(request)
+        with anyio.move_on_after(0.5):  # a refusal would come at once
+            await finished.wait()
+        assert not finished.is_set()  # waiting: neither refused nor through
+        leave.set()
+    assert got == ["request"]
+
+
 async def test_confirm_refuses_once_the_lock_passed_on(aredis: Redis, keys: LockKeys) -> None:
     prefix = f"confirm-{secrets.token_hex(4)}:"
     locker = RedisLocker(keys, ttl=5, prefix=prefix)

@@ -76,7 +76,7 @@ class ServiceHooks:
 
     async def _progressed_late(self, upload_id: str, offset: int, length: int | None) -> None:
         try:
-            async with self.locker.lock(upload_id):
+            async with self.locker.lock(upload_id, brief=True):
                 progress = self.speeds.progress(upload_id, offset, length)
                 _, body = await run_blocking(
                     functools.partial(

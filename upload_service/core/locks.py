@@ -2,7 +2,9 @@
 
 A second writer is refused at once (423, with Retry-After) instead of queued: a
 tus client that gets 423 does HEAD and retries, and a queued PATCH could never
-match its offset.
+match its offset. The one wait is for a brief hold of this
+process (a late status write, core.progress_pace): it lasts a moment, holds no
+bytes, and a client's resumed PATCH should not pay a 423 and a retry for it.
 
 What a lock means lives here, in RedisLocker: its value names its holder (the
 holder process's Redis connection, `core.presence`) and carries a random
@@ -49,7 +51,10 @@ class LockHold(Protocol):
 
 
 class Locker(Protocol):
-    def lock(self, key: str) -> AbstractAsyncContextManager[LockHold]: ...
+    def lock(self, key: str, brief: bool = False) -> AbstractAsyncContextManager[LockHold]:
+        """`brief`: a hold of a moment outside any request (a late status write): a
+        request of this process that wants the key meanwhile waits for it, not a 423."""
+        ...
 
 
 class LockKeys(Protocol):
@@ -91,7 +96,7 @@ class MemoryLocker:
         self._held: set[str] = set()
 
     @asynccontextmanager
-    async def lock(self, key: str) -> AsyncIterator[LockHold]:
+    async def lock(self, key: str, brief: bool = False) -> AsyncIterator[LockHold]:
         if key in self._held:
             raise locked()
         self._held.add(key)
@@ -132,19 +137,27 @@ class RedisLocker:
         self.ttl_ms = int(ttl * 1000)
         self.prefix = prefix
         self.presence = presence
+        self._brief: dict[str, asyncio.Event] = {}  # brief holds of this process, set on release
 
     async def holder_value(self, token: str) -> str:
         client = await self.presence.client_id() if self.presence else NO_PRESENCE
         return f"{client}:{token}"
 
     @asynccontextmanager
-    async def lock(self, key: str) -> AsyncIterator[LockHold]:
+    async def lock(self, key: str, brief: bool = False) -> AsyncIterator[LockHold]:
         key = self.prefix + key
+        briefly_held = self._brief.get(key)
+        if briefly_held is not None:  # a moment's wait spares a client a 423 and a retry
+            with anyio.move_on_after(self.ttl_ms / 1000):
+                await briefly_held.wait()
         token = secrets.token_hex(16)
         value = await self.holder_value(token)
         taken = await self.keys.acquire(key, value, self.ttl_ms)
         if not taken and not await self._take_from_dead_holder(key, value):
             raise locked()
+        released = asyncio.Event() if brief else None
+        if released is not None:
+            self._brief[key] = released
         hold = _Hold(self, key, token, value, asyncio.current_task())
         try:
             yield hold
@@ -157,6 +170,9 @@ class RedisLocker:
                 with suppress(RedisError, TimeoutError):  # unreleased, it expires with its TTL
                     async with asyncio.timeout(self.ttl_ms / 1000):
                         await self.keys.release(key, hold.value)
+            if released is not None:
+                del self._brief[key]
+                released.set()
 
     async def _take_from_dead_holder(self, key: str, value: str) -> bool:
         seen = await self.keys.holder(key)
