@@ -40,14 +40,20 @@ async def offset_recorded(client: httpx.AsyncClient, upload_id: str, offset: int
     raise AssertionError(f"the status never showed offset {offset}")
 
 
+async def three_appends(client: httpx.AsyncClient, token: str) -> str:
+    """A new upload of 100 bytes, and three appends of 10 in a row; its id."""
+    upload_id = await create(client, token, 100)
+    for offset in (0, 10, 20):
+        assert (await patch(client, token, upload_id, offset, b"x" * 10)).status_code == 204
+    return upload_id
+
+
 async def test_a_burst_of_appends_is_recorded_once_then_at_its_last_offset(
     settings: Settings, make_token: Callable[..., str]
 ) -> None:
     token = make_token()
     async with app_client(paced(settings, 30)) as client:
-        upload_id = await create(client, token, 100)
-        for offset in (0, 10, 20):
-            assert (await patch(client, token, upload_id, offset, b"x" * 10)).status_code == 204
+        upload_id = await three_appends(client, token)
         # The first append was recorded at once; the two after it wait for the pace.
         status = await status_of(client, upload_id)
         assert (status["state"], status["offset"]) == ("uploading", 10)
@@ -62,9 +68,7 @@ async def test_an_upload_that_pauses_shows_its_last_offset_an_interval_later(
 ) -> None:
     token = make_token()
     async with app_client(paced(settings, 0.2)) as client:
-        upload_id = await create(client, token, 100)
-        for offset in (0, 10, 20):
-            assert (await patch(client, token, upload_id, offset, b"x" * 10)).status_code == 204
+        upload_id = await three_appends(client, token)
         await offset_recorded(client, upload_id, 30)  # with no append, and no shutdown
 
 
