@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from upload_service.core import metrics
@@ -78,16 +79,13 @@ class ServiceHooks:
         try:
             async with self.locker.lock(upload_id, brief=True):
                 progress = self.speeds.progress(upload_id, offset, length)
-                _, body = await run_blocking(
-                    functools.partial(
-                        self.status.update_uploading_file,
-                        upload_id,
-                        offset=offset,
-                        length=length,
-                        progress=progress,
-                    )
+                await self._update(
+                    upload_id,
+                    offset=offset,
+                    length=length,
+                    progress=progress,
+                    write=self.status.update_uploading_file,
                 )
-                await self.cache.publish(upload_id, body)
         except Locked:
             pass  # an append holds the upload: it records its own offset when it ends
         except (Overtaken, KeyError):
@@ -162,9 +160,15 @@ class ServiceHooks:
             )
         log_event(log, "upload.discarded", upload_id=info.id)
 
-    async def _update(self, upload_id: str, **changes: Any) -> Record:
+    async def _update(
+        self,
+        upload_id: str,
+        write: Callable[..., tuple[Record, bytes]] | None = None,
+        **changes: Any,
+    ) -> Record:
+        """`changes` written to the state (by `write`, `update_file` if None), then cached."""
         record, body = await run_blocking(
-            functools.partial(self.status.update_file, upload_id, **changes)
+            functools.partial(write or self.status.update_file, upload_id, **changes)
         )
         await self.cache.publish(upload_id, body)
         return record

@@ -23,12 +23,9 @@ import time
 from collections.abc import Awaitable, Callable
 
 from upload_service.core.logs import log_event
+from upload_service.core.once_per_interval import OncePerInterval
 
 log = logging.getLogger("upload_service.core.progress_pace")
-
-# Past this many uploads remembered, the ones with nothing waiting are forgotten:
-# a memory bound, nothing more (a forgotten upload is recorded at once next time).
-TRACKED = 10_000
 
 WriteLate = Callable[[str, int, "int | None"], Awaitable[None]]
 
@@ -43,8 +40,7 @@ class ProgressPace:
         """`interval` 0: every offset is recorded at once."""
         self.interval = interval
         self.write_late = write_late
-        self.clock = clock
-        self._recorded: dict[str, float] = {}  # upload id -> when its offset was last recorded
+        self._recorded = OncePerInterval(interval, clock)  # when each offset was last recorded
         self._waiting: dict[str, tuple[int, int | None, asyncio.TimerHandle]] = {}
         self._writing: set[asyncio.Task[None]] = set()
 
@@ -52,15 +48,9 @@ class ProgressPace:
         """Whether this append's offset is to be recorded now (`at_once`: whatever the
         pace); if so, it counts as recorded now, and what waited for the upload is
         dropped (it is older)."""
-        now = self.clock()
-        last = self._recorded.get(upload_id)
-        if not at_once and last is not None and now - last < self.interval:
+        if not self._recorded.due(upload_id, anyway=at_once):
             return False
         self._drop_waiting(upload_id)
-        if len(self._recorded) >= TRACKED:
-            recent = {k: t for k, t in self._recorded.items() if now - t < self.interval}
-            self._recorded = recent | {k: self._recorded[k] for k in self._waiting}
-        self._recorded[upload_id] = now
         return True
 
     def later(self, upload_id: str, offset: int, length: int | None) -> None:
@@ -72,7 +62,7 @@ class ProgressPace:
     def forget(self, upload_id: str) -> None:
         """The upload ended (complete, terminated, discarded): nothing more to record."""
         self._drop_waiting(upload_id)
-        self._recorded.pop(upload_id, None)
+        self._recorded.forget(upload_id)
 
     async def flush(self) -> None:
         """Record what waits now, and wait for the late writes under way (shutdown)."""
@@ -89,7 +79,7 @@ class ProgressPace:
     def _start(self, upload_id: str) -> None:
         offset, length, timer = self._waiting.pop(upload_id)
         timer.cancel()  # a no-op when it fired: flush() starts the others early
-        self._recorded[upload_id] = self.clock()
+        self._recorded.done(upload_id)
         task = asyncio.get_running_loop().create_task(self._write(upload_id, offset, length))
         self._writing.add(task)
         task.add_done_callback(self._writing.discard)

@@ -152,11 +152,11 @@ class Settings:
     # seconds, is cut off too (its bytes kept, its lock released): a trickle of a
     # byte now and then never stalls for `body_timeout`, yet holds the lock forever.
     min_body_rate: int = 1024
+    body_rate_window: float = 60.0
     # An upload's offset reaches its status record at most once per this many
     # seconds while bytes arrive, and this long after its last append at the
     # latest (core.progress_pace); 0: after every append.
     progress_interval: float = 1.0
-    body_rate_window: float = 60.0
     # Request headers: most bytes and most fields (431 past either), and the
     # seconds a connection may take to send them (slowloris) before it is closed.
     max_header_bytes: int = 64 * 1024

@@ -27,6 +27,7 @@ from typing import Any, Protocol, cast
 from redis import Redis
 
 from upload_service.core.ids import checked_id, is_safe_id
+from upload_service.core.once_per_interval import OncePerInterval
 from upload_service.core.redis_deferred import OUTAGE_ERRORS, DeferredChores
 from upload_service.core.state.base import ENDED as ENDED
 from upload_service.core.state.base import Record as Record
@@ -242,34 +243,17 @@ class StatusReads(Protocol):
     async def checked(self, upload_id: str, cached: bytes) -> bytes: ...
 
 
-class UploadingChecks:
-    """When a cached `uploading` body is next compared with the state: at most once a
-    second per upload and process. An upload in flight is polled often, and a state
-    read on every poll cost the status API most of its speed; a cache left stale by a
-    Redis outage is then served for a second at most."""
-
-    EVERY = 1.0
-    TRACKED = 10_000  # past this many uploads, start afresh: a memory bound, nothing more
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self._last: dict[str, float] = {}
-
-    def due(self, upload_id: str) -> bool:
-        now = self.clock()
-        last = self._last.get(upload_id)
-        if last is not None and now - last < self.EVERY:
-            return False
-        if len(self._last) >= self.TRACKED:
-            self._last.clear()
-        self._last[upload_id] = now
-        return True
+# When a cached `uploading` body is next compared with the state: at most once a
+# second per upload and process. An upload in flight is polled often, and a state
+# read on every poll cost the status API most of its speed; a cache left stale by a
+# Redis outage is then served for a second at most.
+UPLOADING_CHECK_EVERY = 1.0
 
 
 class StatusReader:
     """The API's read path: one round trip to the cache, the state on a miss.
 
-    A cached `uploading` is checked against the state (now and then: UploadingChecks):
+    A cached `uploading` is checked against the state (now and then: UPLOADING_CHECK_EVERY):
     the last byte's status is written to the state first, and if Redis was away then,
     the cache may still say `uploading` when it is back (core.handoff). The state's
     body then replaces the cache's.
@@ -283,7 +267,7 @@ class StatusReader:
     ) -> None:
         self.records = status_records(records)
         self.cache = cache
-        self.uploading_checks = UploadingChecks(clock)
+        self.uploading_checks = OncePerInterval(UPLOADING_CHECK_EVERY, clock)
 
     async def get_raw(self, upload_id: str) -> bytes | None:
         body = await self.cache.get(upload_id)
