@@ -18,6 +18,7 @@ import pytest
 import redis
 from state_helpers import STATE_KINDS, open_state, record
 
+from upload_service.core.ids import UnsafeId
 from upload_service.core.state import BadCursor, ListQuery, State, UploadEnded
 from upload_service.core.state.base import parse_iso
 from upload_service.core.status import CACHE_PREFIX, Overtaken, StatusStore
@@ -87,6 +88,22 @@ def test_a_late_offset_moves_only_an_uploading_record_forward(state: State) -> N
     with pytest.raises(Overtaken):  # completed meanwhile
         status.update_uploading_file("up1", offset=8, progress=None)
     assert state.status.read("up1") == finished
+
+
+@pytest.mark.parametrize("hostile", ["../../outside", "../status/up1", "up1/..", "/etc/passwd"])
+def test_a_late_offset_for_a_path_attack_touches_nothing(
+    state: State, tmp_path: Path, hostile: str
+) -> None:
+    """The id of a late progress write names a record, never a path: not a record-shaped
+    file outside the status directory (`data/status/../../outside.json`), nor one in it."""
+    status = StatusStore(state.status, None)
+    status.write_file(record("up1", offset=4))
+    outside = tmp_path / "outside.json"
+    outside.write_text(json.dumps(record("outside")))
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises((UnsafeId, KeyError)):
+        status.update_uploading_file(hostile, offset=6, progress=None)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
 def test_a_change_waits_for_the_one_in_progress(state: State) -> None:
