@@ -15,6 +15,7 @@ import pytest
 import redis
 from conftest import API_KEY, TOKEN_SECRET, LiveServer, RedisServer, mint_token
 from dramatiq import Worker
+from live_helpers import wait_until
 from media_helpers import make_video
 from pipeline_helpers import WorkerProcess, upload_file, wait_for_state
 
@@ -121,7 +122,11 @@ def test_the_real_worker_processes_an_upload_to_ready_through_rabbitmq(
         record = wait_for_state(server.url, API_KEY, upload_id, timeout=120)
         assert record["state"] == "ready", record
         assert [r["height"] for r in record["outputs"]["renditions"]] == [180]
-        assert f"pipeline.ready upload_id={upload_id}" in worker.log()
+        # The worker logs `ready` just after writing it: a poll can see it first.
+        wait_until(
+            lambda: f"pipeline.ready upload_id={upload_id}" in worker.log(),
+            "the worker's pipeline.ready log line",
+        )
         # Through RabbitMQ indeed: the namespaced queue is there, and Redis saw no job.
         assert worker_broker.get_queue_message_counts("media")[0] == 0
         direct = redis.Redis.from_url(settings.redis_url)
